@@ -1,0 +1,87 @@
+"""The diffusivity plug-in interface and its registry.
+
+A diffusivity is the coupling matrix S(Z, t) ∈ R^{N×N} of the diffusion dZ/dt = (S − I) Z.
+Plug-ins never need to materialise S: :meth:`Diffusivity.forward` returns the product S V
+(V = Z by default); :meth:`Diffusivity.dense` builds the matrix for small N (tests, checks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, TypeVar
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DiffusivityProperties:
+    """What a diffusivity guarantees (the theory checks rely on these flags).
+
+    row_stochastic: S ≥ 0 rows sum to 1 (constants are fixed points).
+    symmetric: S = Sᵀ.
+    nonnegative: S_ij ≥ 0.
+    depends_on_state: S changes with Z (attention); False for a fixed graph operator.
+    cost: time per application to an N×d value tensor, e.g. ``"O(E d)"``.
+    """
+
+    row_stochastic: bool
+    symmetric: bool
+    nonnegative: bool
+    depends_on_state: bool
+    cost: str
+
+
+class Diffusivity(nn.Module):
+    """Base class of all diffusivities; subclasses set ``name`` and ``properties``."""
+
+    name: ClassVar[str]
+    properties: ClassVar[DiffusivityProperties]
+
+    def forward(self, z: torch.Tensor, values: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
+        """S(z, t) @ values along the node axis (``values`` defaults to ``z``)."""
+        raise NotImplementedError
+
+    def dense(self, z: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
+        """S as a dense matrix ([N, N], or [B, N, N] for batched z); for small N only."""
+        raise NotImplementedError
+
+    def node_measure(self) -> torch.Tensor | None:
+        """Node weights m > 0 for which S is self-adjoint in ⟨x, y⟩_m = Σ_i m_i x_i y_i.
+
+        Defines the Dirichlet energy E(Z) = Σ_i m_i ⟨z_i, z_i − (S Z)_i⟩ that the heat flow
+        dZ/dt = (S − I)Z decreases; ``None`` when S has no such measure (state-dependent S)."""
+        return None
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}"
+
+
+D = TypeVar("D", bound=type[Diffusivity])
+_REGISTRY: dict[str, type[Diffusivity]] = {}
+
+
+def register_diffusivity(cls: D) -> D:
+    """Class decorator: make ``cls`` available as ``diffusivity(cls.name, ...)``."""
+    if cls.name in _REGISTRY:
+        raise ValueError(f"a diffusivity named {cls.name!r} is already registered")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available_diffusivities() -> tuple[str, ...]:
+    """Names accepted by :func:`diffusivity`."""
+    return tuple(sorted(_REGISTRY))
+
+
+def diffusivity_class(name: str) -> type[Diffusivity]:
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise ValueError(f"unknown diffusivity {name!r}; valid names: {', '.join(available_diffusivities())}")
+    return _REGISTRY[name]
+
+
+def diffusivity(name: str, **params: object) -> Diffusivity:
+    """Build the diffusivity registered as ``name`` with its parameters, e.g.
+    ``diffusivity("gcn", edge_index=ei, num_nodes=n)``."""
+    return diffusivity_class(name)(**params)
+

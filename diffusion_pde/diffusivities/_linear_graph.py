@@ -1,0 +1,66 @@
+"""Shared machinery of the fixed (state-independent) graph diffusivities.
+
+The graph is validated and S is assembled once at construction as a sorted sparse CSR matrix
+(a non-persistent buffer, so ``.to(device)``/``.double()`` move it with the module); applying S
+is then a single sparse-dense product, O(E d), never densifying the graph.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..graph import Graph, as_graph, csr_matrix, spmm
+from ._base import Diffusivity
+
+
+class LinearGraphDiffusivity(Diffusivity):
+    """S built from a graph by :meth:`build`; subclasses return (graph, entries, node measure)."""
+
+    def __init__(
+        self,
+        edge_index: torch.Tensor | None = None,
+        *,
+        num_nodes: int | None = None,
+        edge_weight: torch.Tensor | None = None,
+        graph: object | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise TypeError(f"dtype must be a floating torch dtype, got {dtype!r}")
+        g = as_graph(edge_index, num_nodes=num_nodes, edge_weight=edge_weight, graph=graph,
+                     owner=f"diffusivity {self.name!r}")
+        self.num_nodes = g.num_nodes
+        graph_with_loops, entries, measure = self.build(g)
+        self.register_buffer("matrix", csr_matrix(graph_with_loops, entries).to(dtype), persistent=False)
+        self.register_buffer("measure", measure.to(dtype), persistent=False)
+
+    def build(self, g: Graph) -> tuple[Graph, torch.Tensor, torch.Tensor]:
+        """Return the edge set of S, its float64 entries per edge, and the node measure m."""
+        raise NotImplementedError
+
+    def _check(self, z: torch.Tensor) -> None:
+        if z.dim() not in (2, 3) or z.shape[-2] != self.num_nodes:
+            raise ValueError(
+                f"z must have shape [N, d] or [B, N, d] with N = num_nodes = {self.num_nodes}, "
+                f"got {tuple(z.shape)}"
+            )
+        if z.dtype != self.matrix.dtype or z.device != self.matrix.device:
+            raise TypeError(
+                f"z is {z.dtype} on {z.device} but diffusivity {self.name!r} holds {self.matrix.dtype} on "
+                f"{self.matrix.device}; move it with diffusivity.to(z) (or build it with dtype=z.dtype)"
+            )
+
+    def forward(self, z: torch.Tensor, values: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
+        values = z if values is None else values
+        self._check(values)
+        return spmm(self.matrix, values)
+
+    def dense(self, z: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
+        return self.matrix.to_dense()
+
+    def node_measure(self) -> torch.Tensor:
+        return self.measure
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, num_nodes={self.num_nodes}, nnz={self.matrix.values().numel()}"

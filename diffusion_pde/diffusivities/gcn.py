@@ -1,0 +1,33 @@
+r"""``gcn``: the symmetrically normalised adjacency with self-loops (Kipf & Welling).
+
+$$ S = \tilde D^{-1/2} \tilde A \tilde D^{-1/2}, \qquad \tilde A = A + I, \quad \tilde D_{ii} = \textstyle\sum_j \tilde A_{ij} $$
+
+(self-loops are added only where missing, as in PyG's ``GCNConv``). One Euler step with τ = 1
+is a GCN layer; K steps without a channel map in between are SGC; with source weight α, APPNP.
+
+Properties: symmetric (for an undirected graph), non-negative, state-independent, NOT
+row-stochastic (rows sum to Σ_j Ã_ij/√(d_i d_j)); spectrum in (−1, 1]. Cost O(E d).
+Node measure m = 1: E(Z) = tr(Zᵀ(I − S)Z).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..graph import Graph, in_degree, with_remaining_self_loops
+from ._base import DiffusivityProperties, register_diffusivity
+from ._linear_graph import LinearGraphDiffusivity
+
+
+@register_diffusivity
+class GCN(LinearGraphDiffusivity):
+    name = "gcn"
+    properties = DiffusivityProperties(
+        row_stochastic=False, symmetric=True, nonnegative=True, depends_on_state=False, cost="O(E d)"
+    )
+
+    def build(self, g: Graph) -> tuple[Graph, torch.Tensor, torch.Tensor]:
+        g = with_remaining_self_loops(g)
+        inv_sqrt = in_degree(g).rsqrt()
+        src, dst = g.edge_index
+        return g, inv_sqrt[dst] * g.edge_weight * inv_sqrt[src], torch.ones(g.num_nodes, dtype=torch.float64)

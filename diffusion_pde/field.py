@@ -1,0 +1,97 @@
+"""The diffusion vector field and the nn.Module that integrates it.
+
+    dZ/dt = F(t, Z) = (1 − μ) (S(Z, t) Z − Z) + μ (Z⁰ − Z)
+
+μ = 0 is pure diffusion (node-wise dz_i/dt = Σ_j S_ij (z_j − z_i) for row-stochastic S); the
+source term μ (Z⁰ − Z) ties the states to the initial ones and counters over-smoothing. An
+explicit Euler step of size τ gives Z^{k+1} = Z^k + τ F(Z^k), i.e. (1 − τ) Z^k + τ S Z^k for μ = 0.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+from torch import nn
+
+import solvers
+
+from .diffusivities import Diffusivity
+
+
+def _check_source_weight(source_weight: object) -> float:
+    if isinstance(source_weight, bool) or not isinstance(source_weight, numbers.Real):
+        raise TypeError(f"source_weight must be a real number in [0, 1], got {type(source_weight).__name__}")
+    if not 0.0 <= float(source_weight) <= 1.0:
+        raise ValueError(f"source_weight must lie in [0, 1] (0 = pure diffusion, 1 = pure source), got {source_weight}")
+    return float(source_weight)
+
+
+class DiffusionField(nn.Module):
+    """F(t, Z) = (1 − μ)(S(Z, t) Z − Z) + μ(Z⁰ − Z) as a callable ``field(t, z)`` for :func:`solvers.solve`.
+
+    With μ > 0 the initial state Z⁰ must be set first with :meth:`set_initial_state`
+    (:class:`DiffusionBlock` does this).
+    """
+
+    def __init__(self, diffusivity: Diffusivity, source_weight: float = 0.0) -> None:
+        super().__init__()
+        if not isinstance(diffusivity, Diffusivity):
+            raise TypeError(
+                "diffusivity must be a Diffusivity plug-in (build one with diffusion_pde.diffusivity(name, ...)), "
+                f"got {type(diffusivity).__name__}"
+            )
+        self.diffusivity = diffusivity
+        self.source_weight = _check_source_weight(source_weight)
+        self.initial_state: torch.Tensor | None = None
+
+    def set_initial_state(self, z0: torch.Tensor) -> "DiffusionField":
+        """Remember Z⁰ for the source term; returns ``self``."""
+        self.initial_state = z0
+        return self
+
+    def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        sz = self.diffusivity(z, t=t)
+        mu = self.source_weight
+        if mu == 0.0:
+            return sz - z
+        z0 = self.initial_state
+        if z0 is None:
+            raise RuntimeError("source_weight > 0 needs Z⁰: call field.set_initial_state(z0) before solving")
+        if z0.shape != z.shape:
+            raise ValueError(f"initial state has shape {tuple(z0.shape)} but z has shape {tuple(z.shape)}")
+        return (sz * (1.0 - mu)).add_(z0, alpha=mu).sub_(z)
+
+    def extra_repr(self) -> str:
+        return f"source_weight={self.source_weight}"
+
+
+class DiffusionBlock(nn.Module):
+    """Integrates a :class:`DiffusionField` from Z⁰ over [0, t1]: a continuous-depth layer.
+
+    ``forward(z0)`` returns Z(t1); :meth:`solve` returns the full :class:`solvers.Solution`.
+    Solver options (``n_steps``, ``dt``, ``rtol``, ``atol``, ``adjoint``, ...) go to
+    :func:`solvers.solve`; fixed-step methods with n_steps = 1 and t1 = τ are one Euler layer.
+    """
+
+    def __init__(self, field: DiffusionField, method: str = "rk4", t1: float = 1.0, **solver_options: object) -> None:
+        super().__init__()
+        if not isinstance(field, DiffusionField):
+            raise TypeError(f"field must be a DiffusionField, got {type(field).__name__}")
+        if method not in solvers.available_methods():
+            raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(solvers.available_methods())}")
+        self.field = field
+        self.method = method
+        self.t1 = float(t1)
+        self.solver_options = solver_options
+
+    def solve(self, z0: torch.Tensor, **overrides: object) -> solvers.Solution:
+        options = {"method": self.method, **self.solver_options, **overrides}
+        self.field.set_initial_state(z0)
+        return solvers.solve(self.field, z0, self.t1, **options)
+
+    def forward(self, z0: torch.Tensor) -> torch.Tensor:
+        return self.solve(z0).final
+
+    def extra_repr(self) -> str:
+        return f"method={self.method!r}, t1={self.t1}, options={self.solver_options}"

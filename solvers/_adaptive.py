@@ -1,0 +1,110 @@
+"""Adaptive embedded Runge–Kutta methods, delegated to torchdiffeq (``odeint``/``odeint_adjoint``).
+
+torchdiffeq controls the step size from the local error estimate ‖err‖ ≤ atol + rtol·|z|; this
+module adds exact step/evaluation counting (through torchdiffeq's step callbacks), a
+``max_steps`` budget, and turns torchdiffeq's assertions into :class:`IntegrationError`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torchdiffeq
+
+from ._solution import IntegrationError, SolverStats
+
+ADAPTIVE_METHODS: dict[str, str] = {
+    "dopri5": "Dormand–Prince 5(4)",
+    "bosh3": "Bogacki–Shampine 3(2)",
+    "adaptive_heun": "Heun–Euler 2(1)",
+    "dopri8": "Dormand–Prince 8(5,3)",
+}
+
+
+class CountedField(torch.nn.Module):
+    """Wraps ``field(t, z)``: counts evaluations, checks the output shape, and (for torchdiffeq)
+    counts accepted/rejected steps, enforces ``max_steps`` and reports accepted states.
+
+    Registering ``field`` as a submodule (when it is one) exposes its parameters to the adjoint.
+    """
+
+    def __init__(
+        self,
+        field: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        stats: SolverStats,
+        max_steps: int | None = None,
+        callback: Callable[[float, torch.Tensor], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.field = field
+        self.stats = stats
+        self.max_steps = max_steps
+        self.callback = callback
+        self.t_reached = float("nan")
+
+    def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        self.stats.nfe += 1
+        dz = self.field(t, z)
+        if not isinstance(dz, torch.Tensor) or dz.shape != z.shape:
+            got = tuple(dz.shape) if isinstance(dz, torch.Tensor) else type(dz).__name__
+            raise ValueError(
+                f"field(t, z) must return a tensor of the state's shape {tuple(z.shape)}, got {got}"
+            )
+        return dz
+
+    # torchdiffeq calls these on the function it integrates.
+    def callback_step(self, t0: torch.Tensor, y0: torch.Tensor, dt: torch.Tensor) -> None:
+        t = float(t0)
+        if not bool(torch.isfinite(y0).all()):
+            raise IntegrationError("non-finite state (NaN or Inf)", t, self.stats,
+                                   "Tighten rtol/atol or check the vector field.")
+        if self.callback is not None and t > self.t_reached:
+            self.callback(t, y0)
+        self.t_reached = t
+        if self.max_steps is not None and self.stats.steps >= self.max_steps:
+            raise IntegrationError(f"max_steps={self.max_steps} exceeded", t, self.stats,
+                                   "Raise max_steps, loosen rtol/atol, or shorten [t0, t1].")
+
+    def callback_accept_step(self, t0: torch.Tensor, y0: torch.Tensor, dt: torch.Tensor) -> None:
+        self.stats.steps += 1
+        self.stats.accepted += 1
+
+    def callback_reject_step(self, t0: torch.Tensor, y0: torch.Tensor, dt: torch.Tensor) -> None:
+        self.stats.steps += 1
+        self.stats.rejected += 1
+
+
+def integrate_adaptive(
+    counted: CountedField,
+    z0: torch.Tensor,
+    times: list[float],
+    method: str,
+    rtol: float,
+    atol: float,
+    adjoint: bool,
+    max_steps: int,
+) -> torch.Tensor:
+    """States at ``times`` (``times[0]`` = t0), shape ``[len(times), *z0.shape]``."""
+    t = torch.tensor(times, dtype=z0.dtype, device=z0.device)
+    options = {"max_num_steps": max_steps + 1}
+    try:
+        if adjoint:
+            return torchdiffeq.odeint_adjoint(
+                counted, z0, t, rtol=rtol, atol=atol, method=method, options=options,
+                adjoint_rtol=rtol, adjoint_atol=atol, adjoint_options=dict(options),
+                adjoint_params=tuple(counted.parameters()),
+            )
+        return torchdiffeq.odeint(counted, z0, t, rtol=rtol, atol=atol, method=method, options=options)
+    except AssertionError as err:
+        message = str(err)
+        if "underflow" in message:
+            raise IntegrationError(
+                f"step size underflow in {method} ({message})", counted.t_reached, counted.stats,
+                "The problem may be stiff or the field non-finite: loosen rtol/atol or use a "
+                "fixed-step method with a small dt.",
+            ) from err
+        if "max_num_steps" in message:
+            raise IntegrationError(f"max_steps={max_steps} exceeded", counted.t_reached, counted.stats,
+                                   "Raise max_steps or loosen rtol/atol.") from err
+        raise
