@@ -1,0 +1,193 @@
+"""``diffusion-pde solve``: diffuse node features with several integrators and compare them.
+
+For each method it reports the error of Z(t1) against the exact solution (``scipy.linalg.expm``,
+for state-independent diffusivities), the work (steps, function evaluations), the wall time and
+the Dirichlet energy at the saved times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from typing import Any
+
+import torch
+
+import solvers
+
+from ..data import load_cora
+from ..diffusivities import available_diffusivities, diffusivity
+from ..energy import dirichlet_energy
+from ..exact import exact_solution
+from ..field import DiffusionField
+from ._common import DTYPES, format_table, print_json, resolve_device, time_progress
+
+DATASETS = {"cora": load_cora}
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "solve",
+        help="diffuse node features with one or several ODE methods and compare them with the exact solution",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--dataset", default="cora", choices=sorted(DATASETS), help="graph and features (embedded, offline)")
+    p.add_argument("--diffusivity", default="random_walk", metavar="NAME",
+                   help=f"diffusivity S; one of: {', '.join(available_diffusivities())}")
+    p.add_argument("--source-weight", type=float, default=0.0, metavar="MU",
+                   help="source weight mu in [0, 1]: dZ/dt = (1-mu)(SZ - Z) + mu(Z0 - Z)")
+    p.add_argument("--t1", type=float, default=2.0, help="end time")
+    p.add_argument("--method", nargs="+", default=["euler", "rk4", "dopri5"], metavar="METHOD",
+                   help=f"one or several of: {', '.join(solvers.available_methods())}")
+    steps = p.add_mutually_exclusive_group()
+    steps.add_argument("--n-steps", type=int, default=None, help="fixed-step methods: number of equal steps (default 20)")
+    steps.add_argument("--dt", type=float, default=None, help="fixed-step methods: step size")
+    p.add_argument("--rtol", type=float, default=1e-6, help="adaptive methods: relative tolerance")
+    p.add_argument("--atol", type=float, default=1e-8, help="adaptive methods: absolute tolerance")
+    p.add_argument("--n-save", type=int, default=11, help="number of equally spaced times in [0, t1] at which the energy is recorded")
+    p.add_argument("--dtype", default="float64", choices=sorted(DTYPES))
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--raw-features", action="store_true", help="diffuse the raw features instead of row-normalised ones")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
+    p.add_argument("--plot", metavar="FILE.png", default=None, help="save Dirichlet energy versus time per method")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=run)
+
+
+def row_normalise(x: torch.Tensor) -> torch.Tensor:
+    """x_i / Σ_j x_ij for rows with a positive sum; all-zero rows stay zero."""
+    sums = x.sum(dim=1, keepdim=True)
+    return torch.where(sums > 0, x / torch.where(sums > 0, sums, torch.ones_like(sums)), x)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_method(field: DiffusionField, z0: torch.Tensor, args: argparse.Namespace, method: str,
+               t_eval: list[float], exact: torch.Tensor | None) -> dict[str, Any]:
+    """Solve with one method and collect its error, work, time and energies."""
+    options: dict[str, Any] = {"method": method, "t_eval": t_eval}
+    if method in solvers.fixed_step_methods():
+        if args.dt is not None:
+            options["dt"] = args.dt
+        else:
+            options["n_steps"] = 20 if args.n_steps is None else args.n_steps
+    else:
+        options.update(rtol=args.rtol, atol=args.atol)
+    with time_progress(args.t1, method, args.quiet) as bar:
+        def advance(t: float, z: torch.Tensor) -> None:
+            bar.update(t - bar.n)
+        _sync(z0.device)
+        start = time.perf_counter()
+        with torch.no_grad():
+            solution = solvers.solve(field, z0, args.t1, callback=advance, **options)
+        _sync(z0.device)
+        seconds = time.perf_counter() - start
+    diffusivity = field.diffusivity
+    energies = None
+    if diffusivity.node_measure() is not None:
+        with torch.no_grad():
+            energies = [float(dirichlet_energy(z, diffusivity)) for z in solution.states]
+    row: dict[str, Any] = {"method": method, **solution.stats.as_dict(), "wall_seconds": seconds,
+                           "times": solution.times.tolist(), "dirichlet_energy": energies}
+    if exact is not None:
+        diff = solution.final.detach().cpu().double() - exact
+        row["max_abs_error"] = float(diff.abs().max())
+        row["rel_error"] = float(diff.norm() / exact.norm())
+    return row
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.n_save < 2:
+        raise ValueError("--n-save must be at least 2 (the start and the end time)")
+    if not (math.isfinite(args.t1) and args.t1 > 0):
+        raise ValueError(f"--t1 must be a positive finite time, got {args.t1}")
+    unknown = [m for m in args.method if m not in solvers.available_methods()]
+    if unknown:
+        raise ValueError(f"unknown --method {', '.join(unknown)}; valid: {', '.join(solvers.available_methods())}")
+    device, dtype = resolve_device(args.device), DTYPES[args.dtype]
+    data = DATASETS[args.dataset](dtype=dtype)
+    z0 = (data.x if args.raw_features else row_normalise(data.x)).to(device)
+    s = diffusivity(args.diffusivity, graph=data, dtype=dtype).to(device)
+    field = DiffusionField(s, source_weight=args.source_weight).set_initial_state(z0)
+
+    exact, exact_seconds, exact_energy = None, None, None
+    if not s.properties.depends_on_state:
+        start = time.perf_counter()
+        exact = exact_solution(s, z0, args.t1, args.source_weight)
+        exact_seconds = time.perf_counter() - start
+        if s.node_measure() is not None:
+            exact_energy = float(dirichlet_energy(exact.to(device=device, dtype=dtype), s))
+    t_eval = [args.t1 * k / (args.n_save - 1) for k in range(args.n_save)]
+    rows = [run_method(field, z0, args, m, t_eval, exact) for m in args.method]
+
+    payload = {
+        "dataset": args.dataset, "num_nodes": int(z0.shape[0]), "num_features": int(z0.shape[1]),
+        "diffusivity": args.diffusivity, "source_weight": args.source_weight, "t1": args.t1,
+        "dtype": args.dtype, "device": str(device),
+        "exact": {"method": "scipy.linalg.expm", "seconds": exact_seconds, "dirichlet_energy_t1": exact_energy}
+        if exact is not None else None,
+        "methods": rows,
+    }
+    if args.plot:
+        plot_energies(payload, args.plot)
+    if args.json:
+        print_json(payload)
+    else:
+        print_report(payload)
+    return 0
+
+
+def print_report(payload: dict[str, Any]) -> None:
+    rows = payload["methods"]
+    print(f"{payload['dataset']}: {payload['num_nodes']} nodes x {payload['num_features']} features, "
+          f"diffusivity={payload['diffusivity']}, source weight={payload['source_weight']}, "
+          f"t1={payload['t1']}, {payload['dtype']} on {payload['device']}")
+    exact = payload["exact"]
+    if exact:
+        print(f"reference: exact solution by scipy.linalg.expm ({exact['seconds']:.2f} s)")
+    headers = ["method", "steps", "nfe", "max|err|", "rel err", "time [s]", "E(t1)"]
+    table = []
+    for r in rows:
+        energy = r["dirichlet_energy"]
+        table.append([r["method"], str(r["steps"]), str(r["nfe"]),
+                      f"{r['max_abs_error']:.3e}" if "max_abs_error" in r else "n/a",
+                      f"{r['rel_error']:.3e}" if "rel_error" in r else "n/a",
+                      f"{r['wall_seconds']:.3f}", f"{energy[-1]:.6g}" if energy else "n/a"])
+    if exact and exact["dirichlet_energy_t1"] is not None:
+        table.append(["exact", "", "", "0", "0", f"{exact['seconds']:.3f}", f"{exact['dirichlet_energy_t1']:.6g}"])
+    print(format_table(headers, table))
+    if all(r["dirichlet_energy"] for r in rows):
+        print("\nDirichlet energy at the saved times")
+        times = rows[0]["times"]
+        print(format_table(["t", *[r["method"] for r in rows]],
+                           [[f"{t:.3g}", *[f"{r['dirichlet_energy'][i]:.6g}" for r in rows]] for i, t in enumerate(times)]))
+
+
+def plot_energies(payload: dict[str, Any], path: str) -> None:
+    """Dirichlet energy versus time, one line per method (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for r in payload["methods"]:
+        if r["dirichlet_energy"]:
+            ax.plot(r["times"], r["dirichlet_energy"], marker="o", markersize=3, label=f"{r['method']} ({r['nfe']} nfe)")
+    exact = payload["exact"]
+    if exact and exact["dirichlet_energy_t1"] is not None:
+        ax.plot([payload["t1"]], [exact["dirichlet_energy_t1"]], "k*", markersize=10, label="exact (expm) at t1")
+    ax.set_yscale("log")
+    ax.set_xlabel("t")
+    ax.set_ylabel("Dirichlet energy  ⟨Z, (I − S) Z⟩_m")
+    ax.set_title(f"{payload['dataset']}: {payload['diffusivity']} diffusion, μ = {payload['source_weight']}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

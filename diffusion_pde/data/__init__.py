@@ -1,0 +1,5 @@
+"""Datasets: the embedded Cora graph (offline)."""
+
+from ._embedded import load_cora
+
+__all__ = ["load_cora"]
