@@ -46,8 +46,9 @@ class DiffusionField(nn.Module):
         self.initial_state: torch.Tensor | None = None
 
     def set_initial_state(self, z0: torch.Tensor) -> "DiffusionField":
-        """Remember Z⁰ for the source term; returns ``self``."""
+        """Remember Z⁰ for the source term (and let the diffusivity see it); returns ``self``."""
         self.initial_state = z0
+        self.diffusivity.set_initial_state(z0)
         return self
 
     def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

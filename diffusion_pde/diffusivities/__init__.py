@@ -1,6 +1,6 @@
 """Diffusivity plug-ins: each module defines one S(Z, t) and registers it by name."""
 
-from . import gcn, identity, random_walk  # noqa: F401  (registration side effect)
+from . import difformer_a, difformer_s, energy, gcn, identity, mix, random_walk  # noqa: F401  (registration)
 from ._base import (
     Diffusivity,
     DiffusivityProperties,

@@ -36,11 +36,14 @@ class Diffusivity(nn.Module):
     """Base class of all diffusivities; subclasses set ``name`` and ``properties``."""
 
     name: ClassVar[str]
-    properties: ClassVar[DiffusivityProperties]
+    properties: DiffusivityProperties  # a class attribute; combinators (mix) set it per instance
 
     def forward(self, z: torch.Tensor, values: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
         """S(z, t) @ values along the node axis (``values`` defaults to ``z``)."""
         raise NotImplementedError
+
+    def set_initial_state(self, z0: torch.Tensor) -> None:
+        """Called with Z⁰ before each solve; diffusivities frozen at Z⁰ (GRAND-l style) cache S here."""
 
     def dense(self, z: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
         """S as a dense matrix ([N, N], or [B, N, N] for batched z); for small N only."""

@@ -1,0 +1,82 @@
+"""Shared machinery of the learned query/key diffusivities (DIFFormer-s, DIFFormer-a).
+
+Queries and keys are linear in the current state, q = Z W_q, k = Z W_k, split into H heads of
+``key_channels`` each; S changes along the solve because Z(t) does. With ``frozen=True`` the
+queries and keys are computed once from Z⁰ (in :meth:`set_initial_state`) and S stays fixed
+(GRAND-l style). Heads are averaged: S = (1/H) Σ_h S_h, which stays row-stochastic.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ._base import Diffusivity
+
+QK_NORMS = ("row", "global", "none")
+
+
+def normalise_qk(x: torch.Tensor, mode: str) -> torch.Tensor:
+    """``row``: x_i / ‖x_i‖ per node and head; ``global``: x / ‖x‖_F over all nodes and heads
+    (the authors' released code); ``none``: unchanged. x has shape [..., N, H, d_k]."""
+    if mode == "row":
+        return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    if mode == "global":
+        return x / torch.linalg.vector_norm(x, dim=(-3, -2, -1), keepdim=True)
+    return x
+
+
+class QueryKeyDiffusivity(Diffusivity):
+    """Base of attention diffusivities with q = Z W_q, k = Z W_k (no bias), H heads."""
+
+    def __init__(self, in_channels: int, *, heads: int = 1, key_channels: int | None = None,
+                 qk_norm: str = "row", frozen: bool = False) -> None:
+        super().__init__()
+        for arg, value in (("in_channels", in_channels), ("heads", heads)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{arg} must be a positive int, got {value!r}")
+        key_channels = in_channels if key_channels is None else key_channels
+        if isinstance(key_channels, bool) or not isinstance(key_channels, int) or key_channels < 1:
+            raise ValueError(f"key_channels must be a positive int, got {key_channels!r}")
+        if qk_norm not in QK_NORMS:
+            raise ValueError(f"qk_norm must be one of {', '.join(QK_NORMS)}, got {qk_norm!r}")
+        self.in_channels, self.heads, self.key_channels = in_channels, heads, key_channels
+        self.qk_norm, self.frozen = qk_norm, bool(frozen)
+        self.query = nn.Linear(in_channels, heads * key_channels, bias=False)
+        self.key = nn.Linear(in_channels, heads * key_channels, bias=False)
+        self._frozen_qk: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.in_channels)
+        for lin in (self.query, self.key):
+            nn.init.uniform_(lin.weight, -bound, bound)
+        self._frozen_qk = None
+
+    def _project(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if z.dim() not in (2, 3) or z.shape[-1] != self.in_channels:
+            raise ValueError(
+                f"z must have shape [N, {self.in_channels}] or [B, N, {self.in_channels}] "
+                f"(in_channels={self.in_channels}), got {tuple(z.shape)}"
+            )
+        split = (*z.shape[:-1], self.heads, self.key_channels)
+        q = normalise_qk(self.query(z).view(split), self.qk_norm)
+        k = normalise_qk(self.key(z).view(split), self.qk_norm)
+        return q, k
+
+    def set_initial_state(self, z0: torch.Tensor) -> None:
+        self._frozen_qk = self._project(z0) if self.frozen else None
+
+    def queries_keys(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised (q, k) of shape [..., N, H, d_k], from Z or, when frozen, from Z⁰."""
+        if not self.frozen:
+            return self._project(z)
+        if self._frozen_qk is None:
+            raise RuntimeError(f"{self.name!r} is frozen at Z⁰: call set_initial_state(z0) (DiffusionField does) first")
+        return self._frozen_qk
+
+    def extra_repr(self) -> str:
+        return (f"name={self.name!r}, in_channels={self.in_channels}, heads={self.heads}, "
+                f"key_channels={self.key_channels}, qk_norm={self.qk_norm!r}, frozen={self.frozen}")
