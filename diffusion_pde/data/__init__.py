@@ -1,4 +1,4 @@
-"""Datasets: the embedded Cora graph (offline)."""
+"""Datasets shipped with the package: the embedded Cora citation graph (offline, ~96 KB)."""
 
 from ._embedded import load_cora
 
