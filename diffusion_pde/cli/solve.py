@@ -17,7 +17,7 @@ import torch
 import solvers
 
 from ..data import load_cora
-from ..diffusivities import available_diffusivities, diffusivity
+from ..diffusivities import Diffusivity, available_diffusivities, diffusivity_for
 from ..energy import dirichlet_energy
 from ..exact import exact_solution
 from ..field import DiffusionField
@@ -46,12 +46,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     steps.add_argument("--dt", type=float, default=None, help="fixed-step methods: step size")
     p.add_argument("--rtol", type=float, default=1e-6, help="adaptive methods: relative tolerance")
     p.add_argument("--atol", type=float, default=1e-8, help="adaptive methods: absolute tolerance")
-    p.add_argument("--n-save", type=int, default=11, help="number of equally spaced times in [0, t1] at which the energy is recorded")
+    p.add_argument("--n-save", type=int, default=None,
+                   help="number of equally spaced times in [0, t1] at which the energy is recorded "
+                        "(default: up to 11, chosen on the fixed-step grid so that no extra steps are needed)")
+    p.add_argument("--key-channels", type=int, default=64, help="query/key width of learned attention diffusivities")
     p.add_argument("--dtype", default="float64", choices=sorted(DTYPES))
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--raw-features", action="store_true", help="diffuse the raw features instead of row-normalised ones")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
     p.add_argument("--plot", metavar="FILE.png", default=None, help="save Dirichlet energy versus time per method")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights of learned diffusivities")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
 
@@ -67,7 +71,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_method(field: DiffusionField, z0: torch.Tensor, args: argparse.Namespace, method: str,
+def run_method(field: DiffusionField, energy_op: Diffusivity, z0: torch.Tensor, args: argparse.Namespace, method: str,
                t_eval: list[float], exact: torch.Tensor | None) -> dict[str, Any]:
     """Solve with one method and collect its error, work, time and energies."""
     options: dict[str, Any] = {"method": method, "t_eval": t_eval}
@@ -87,11 +91,8 @@ def run_method(field: DiffusionField, z0: torch.Tensor, args: argparse.Namespace
             solution = solvers.solve(field, z0, args.t1, callback=advance, **options)
         _sync(z0.device)
         seconds = time.perf_counter() - start
-    diffusivity = field.diffusivity
-    energies = None
-    if diffusivity.node_measure() is not None:
-        with torch.no_grad():
-            energies = [float(dirichlet_energy(z, diffusivity)) for z in solution.states]
+    with torch.no_grad():
+        energies = [float(dirichlet_energy(z, energy_op)) for z in solution.states]
     row: dict[str, Any] = {"method": method, **solution.stats.as_dict(), "wall_seconds": seconds,
                            "times": solution.times.tolist(), "dirichlet_energy": energies}
     if exact is not None:
@@ -101,7 +102,15 @@ def run_method(field: DiffusionField, z0: torch.Tensor, args: argparse.Namespace
     return row
 
 
+def default_n_save(args: argparse.Namespace) -> int:
+    """Up to 11 saved times that lie on the fixed-step grid (n_steps divisible by n_save − 1)."""
+    steps = math.ceil(args.t1 / args.dt - 1e-9) if args.dt is not None else (args.n_steps or 20)
+    return 1 + max(d for d in range(1, 11) if steps % d == 0)
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.n_save is None:
+        args.n_save = default_n_save(args)
     if args.n_save < 2:
         raise ValueError("--n-save must be at least 2 (the start and the end time)")
     if not (math.isfinite(args.t1) and args.t1 > 0):
@@ -112,7 +121,11 @@ def run(args: argparse.Namespace) -> int:
     device, dtype = resolve_device(args.device), DTYPES[args.dtype]
     data = DATASETS[args.dataset](dtype=dtype)
     z0 = (data.x if args.raw_features else row_normalise(data.x)).to(device)
-    s = diffusivity(args.diffusivity, graph=data, dtype=dtype).to(device)
+    torch.manual_seed(args.seed)  # learned diffusivities get seeded random weights
+    extra = {"key_channels": args.key_channels} if args.diffusivity in ("difformer_s", "difformer_a", "transformer") else {}
+    s = diffusivity_for(args.diffusivity, graph=data, in_channels=z0.shape[1], dtype=dtype, **extra).to(device)
+    # The energy is measured with S itself when S is a fixed graph operator, else with the graph's gcn operator.
+    energy_op = s if s.node_measure() is not None else diffusivity_for("gcn", graph=data, dtype=dtype).to(device)
     field = DiffusionField(s, source_weight=args.source_weight).set_initial_state(z0)
 
     exact, exact_seconds, exact_energy = None, None, None
@@ -120,14 +133,13 @@ def run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         exact = exact_solution(s, z0, args.t1, args.source_weight)
         exact_seconds = time.perf_counter() - start
-        if s.node_measure() is not None:
-            exact_energy = float(dirichlet_energy(exact.to(device=device, dtype=dtype), s))
+        exact_energy = float(dirichlet_energy(exact.to(device=device, dtype=dtype), energy_op))
     t_eval = [args.t1 * k / (args.n_save - 1) for k in range(args.n_save)]
-    rows = [run_method(field, z0, args, m, t_eval, exact) for m in args.method]
+    rows = [run_method(field, energy_op, z0, args, m, t_eval, exact) for m in args.method]
 
     payload = {
         "dataset": args.dataset, "num_nodes": int(z0.shape[0]), "num_features": int(z0.shape[1]),
-        "diffusivity": args.diffusivity, "source_weight": args.source_weight, "t1": args.t1,
+        "diffusivity": args.diffusivity, "energy_operator": energy_op.name, "source_weight": args.source_weight, "t1": args.t1,
         "dtype": args.dtype, "device": str(device),
         "exact": {"method": "scipy.linalg.expm", "seconds": exact_seconds, "dirichlet_energy_t1": exact_energy}
         if exact is not None else None,
@@ -150,6 +162,9 @@ def print_report(payload: dict[str, Any]) -> None:
     exact = payload["exact"]
     if exact:
         print(f"reference: exact solution by scipy.linalg.expm ({exact['seconds']:.2f} s)")
+    else:
+        print("reference: none (S depends on Z, so the diffusion is nonlinear and has no expm solution)")
+    print(f"E = Dirichlet energy <Z, (I - S)Z>_m of the {payload['energy_operator']} operator")
     headers = ["method", "steps", "nfe", "max|err|", "rel err", "time [s]", "E(t1)"]
     table = []
     for r in rows:
@@ -157,11 +172,11 @@ def print_report(payload: dict[str, Any]) -> None:
         table.append([r["method"], str(r["steps"]), str(r["nfe"]),
                       f"{r['max_abs_error']:.3e}" if "max_abs_error" in r else "n/a",
                       f"{r['rel_error']:.3e}" if "rel_error" in r else "n/a",
-                      f"{r['wall_seconds']:.3f}", f"{energy[-1]:.6g}" if energy else "n/a"])
-    if exact and exact["dirichlet_energy_t1"] is not None:
+                      f"{r['wall_seconds']:.3f}", f"{energy[-1]:.6g}"])
+    if exact:
         table.append(["exact", "", "", "0", "0", f"{exact['seconds']:.3f}", f"{exact['dirichlet_energy_t1']:.6g}"])
     print(format_table(headers, table))
-    if all(r["dirichlet_energy"] for r in rows):
+    if rows:
         print("\nDirichlet energy at the saved times")
         times = rows[0]["times"]
         print(format_table(["t", *[r["method"] for r in rows]],
@@ -177,14 +192,13 @@ def plot_energies(payload: dict[str, Any], path: str) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for r in payload["methods"]:
-        if r["dirichlet_energy"]:
-            ax.plot(r["times"], r["dirichlet_energy"], marker="o", markersize=3, label=f"{r['method']} ({r['nfe']} nfe)")
+        ax.plot(r["times"], r["dirichlet_energy"], marker="o", markersize=3, label=f"{r['method']} ({r['nfe']} nfe)")
     exact = payload["exact"]
-    if exact and exact["dirichlet_energy_t1"] is not None:
+    if exact:
         ax.plot([payload["t1"]], [exact["dirichlet_energy_t1"]], "k*", markersize=10, label="exact (expm) at t1")
     ax.set_yscale("log")
     ax.set_xlabel("t")
-    ax.set_ylabel("Dirichlet energy  ⟨Z, (I − S) Z⟩_m")
+    ax.set_ylabel(f"Dirichlet energy ({payload['energy_operator']} operator)")
     ax.set_title(f"{payload['dataset']}: {payload['diffusivity']} diffusion, μ = {payload['source_weight']}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()

@@ -1,6 +1,6 @@
 """Diffusivity plug-ins: each module defines one S(Z, t) and registers it by name."""
 
-from . import difformer_a, difformer_s, energy, gcn, identity, mix, random_walk  # noqa: F401  (registration)
+from . import difformer_a, difformer_s, energy, gat, gcn, gin, identity, mix, random_walk, transformer  # noqa: F401  (registration)
 from ._base import (
     Diffusivity,
     DiffusivityProperties,
@@ -9,6 +9,7 @@ from ._base import (
     diffusivity_class,
     register_diffusivity,
 )
+from ._factory import diffusivity_for
 from ._linear_graph import LinearGraphDiffusivity
 
 __all__ = [
@@ -18,5 +19,6 @@ __all__ = [
     "available_diffusivities",
     "diffusivity",
     "diffusivity_class",
+    "diffusivity_for",
     "register_diffusivity",
 ]
