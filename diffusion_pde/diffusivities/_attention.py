@@ -28,6 +28,15 @@ def normalise_qk(x: torch.Tensor, mode: str) -> torch.Tensor:
     return x
 
 
+def query_scale(q: torch.Tensor, mode: str) -> torch.Tensor:
+    """The factor 1/r that :func:`normalise_qk` would multiply q [..., N, H, d_k] by, broadcastable."""
+    if mode == "row":
+        return torch.linalg.vector_norm(q, dim=-1, keepdim=True).reciprocal()
+    if mode == "global":
+        return torch.linalg.vector_norm(q, dim=(-3, -2, -1), keepdim=True).reciprocal()
+    return torch.ones((1, 1, 1), dtype=q.dtype, device=q.device)
+
+
 class QueryKeyDiffusivity(Diffusivity):
     """Base of attention diffusivities with q = Z W_q, k = Z W_k (no bias), H heads."""
 
@@ -55,27 +64,30 @@ class QueryKeyDiffusivity(Diffusivity):
             nn.init.uniform_(lin.weight, -bound, bound)
         self._frozen_qk = None
 
-    def _project(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _project(self, z: torch.Tensor, normalise_queries: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         if z.dim() not in (2, 3) or z.shape[-1] != self.in_channels:
             raise ValueError(
                 f"z must have shape [N, {self.in_channels}] or [B, N, {self.in_channels}] "
                 f"(in_channels={self.in_channels}), got {tuple(z.shape)}"
             )
         split = (*z.shape[:-1], self.heads, self.key_channels)
-        q = normalise_qk(self.query(z).view(split), self.qk_norm)
+        q = self.query(z).view(split)
+        q = normalise_qk(q, self.qk_norm) if normalise_queries else q
         k = normalise_qk(self.key(z).view(split), self.qk_norm)
         return q, k
 
     def set_initial_state(self, z0: torch.Tensor) -> None:
-        self._frozen_qk = self._project(z0) if self.frozen else None
+        self._frozen_qk = self._project(z0, normalise_queries=False) if self.frozen else None
 
-    def queries_keys(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised (q, k) of shape [..., N, H, d_k], from Z or, when frozen, from Z⁰."""
+    def queries_keys(self, z: torch.Tensor, normalise_queries: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(q, k) of shape [..., N, H, d_k] from Z or, when frozen, from Z⁰; k is normalised per
+        ``qk_norm``, q too unless ``normalise_queries=False`` (callers that fold 1/‖q‖ in)."""
         if not self.frozen:
-            return self._project(z)
+            return self._project(z, normalise_queries)
         if self._frozen_qk is None:
             raise RuntimeError(f"{self.name!r} is frozen at Z⁰: call set_initial_state(z0) (DiffusionField does) first")
-        return self._frozen_qk
+        q, k = self._frozen_qk
+        return (normalise_qk(q, self.qk_norm) if normalise_queries else q), k
 
     def extra_repr(self) -> str:
         return (f"name={self.name!r}, in_channels={self.in_channels}, heads={self.heads}, "

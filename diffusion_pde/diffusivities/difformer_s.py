@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from ._attention import QueryKeyDiffusivity
+from ._attention import QueryKeyDiffusivity, query_scale
 from ._base import DiffusivityProperties, register_diffusivity
 
 
@@ -33,16 +33,18 @@ class DIFFormerSimple(QueryKeyDiffusivity):
 
     def forward(self, z: torch.Tensor, values: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
         values = z if values is None else values
-        q, k = self.queries_keys(z)
         if values.shape[:-1] != z.shape[:-1]:
             raise ValueError(f"values must have the node shape of z {tuple(z.shape[:-1])}, got {tuple(values.shape)}")
-        # Head mean without [N, H, d] temporaries:
-        # (SV)_i = (1/H) Σ_h (Σ_j v_j + q̂_ih·(K̂_hᵀV)) / den_ih = c_i Σ_j v_j + (1/H) Σ_h (q̂_ih/den_ih)·(K̂_hᵀV)
-        kv = torch.einsum("...nhm,...nd->...hmd", k, values)
-        inv_den = 1.0 / (torch.einsum("...nhm,...hm->...nh", q, k.sum(dim=-3)) + values.shape[-2])
-        weighted_q = q * (inv_den / self.heads).unsqueeze(-1)
-        out = torch.einsum("...nhm,...hmd->...nd", weighted_q, kv)
-        return out + inv_den.mean(dim=-1, keepdim=True) * values.sum(dim=-2, keepdim=True)
+        q, k = self.queries_keys(z, normalise_queries=False)
+        # Head mean without [N, H, d] temporaries and without materialising q̂ = q / r_q:
+        #   den_ih = N + q̂_ih·Σ_j k̂_jh,   (SV)_i = c_i Σ_j v_j + Σ_h (q_ih / (H r_q,ih den_ih))·(K̂_hᵀV),
+        #   c_i = (1/H) Σ_h 1/den_ih.
+        scale = query_scale(q, self.qk_norm)                                   # 1/r_q: [..., N, H, 1] or [..., 1, 1, 1]
+        kv = k.flatten(-2).transpose(-1, -2) @ values                        # [..., H d_k, d]
+        inv_den = ((q * k.sum(dim=-3, keepdim=True)).sum(dim=-1, keepdim=True) * scale + values.shape[-2]).reciprocal_()
+        weighted_q = (q * (scale * inv_den / self.heads)).flatten(-2)        # [..., N, H d_k]
+        out = weighted_q @ kv
+        return out.addcmul_(inv_den.mean(dim=-2), values.sum(dim=-2, keepdim=True))
 
     def dense(self, z: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
         if z is None:
