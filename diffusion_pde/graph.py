@@ -88,7 +88,8 @@ def as_graph(
 def with_remaining_self_loops(g: Graph) -> Graph:
     """Ã = A plus a unit self-loop on every node that has none (PyG's ``add_remaining_self_loops``).
 
-    A node's existing self-loops are kept with their weights (several are summed)."""
+    A node's existing self-loops are kept with their weights; several are summed, like every
+    other duplicate edge (PyG keeps only one of them)."""
     src, dst = g.edge_index
     has_loop = torch.zeros(g.num_nodes, dtype=torch.bool)
     has_loop[src[src == dst]] = True

@@ -55,7 +55,7 @@ class CountedField(torch.nn.Module):
 
     # torchdiffeq calls these on the function it integrates.
     def callback_step(self, t0: torch.Tensor, y0: torch.Tensor, dt: torch.Tensor) -> None:
-        t = float(t0)
+        t = float(t0.detach())
         if not bool(torch.isfinite(y0).all()):
             raise IntegrationError("non-finite state (NaN or Inf)", t, self.stats,
                                    "Tighten rtol/atol or check the vector field.")

@@ -2,7 +2,8 @@ r"""``gcn``: the symmetrically normalised adjacency with self-loops (Kipf & Well
 
 $$ S = \tilde D^{-1/2} \tilde A \tilde D^{-1/2}, \qquad \tilde A = A + I, \quad \tilde D_{ii} = \textstyle\sum_j \tilde A_{ij} $$
 
-(self-loops are added only where missing, as in PyG's ``GCNConv``). One Euler step with τ = 1
+(self-loops are added only where missing, as in PyG's ``GCNConv``; a node with several
+self-loops keeps their summed weight, where PyG keeps one of them). One Euler step with τ = 1
 is a GCN layer; K steps without a channel map in between are SGC; with source weight α, APPNP.
 
 Properties: symmetric (for an undirected graph), non-negative, state-independent, NOT
@@ -28,6 +29,9 @@ class GCN(LinearGraphDiffusivity):
 
     def build(self, g: Graph) -> tuple[Graph, torch.Tensor, torch.Tensor]:
         g = with_remaining_self_loops(g)
-        inv_sqrt = in_degree(g).rsqrt()
+        degree = in_degree(g)
+        # A node whose only incoming weight is a zero-weight self-loop has degree 0; like PyG's
+        # gcn_norm, its row and column of S are then 0 (1/√0 is taken as 0, not inf).
+        inv_sqrt = torch.where(degree > 0, degree.rsqrt(), torch.zeros_like(degree))
         src, dst = g.edge_index
         return g, inv_sqrt[dst] * g.edge_weight * inv_sqrt[src], torch.ones(g.num_nodes, dtype=torch.float64)

@@ -29,4 +29,10 @@ class RandomWalk(LinearGraphDiffusivity):
     def build(self, g: Graph) -> tuple[Graph, torch.Tensor, torch.Tensor]:
         g = with_remaining_self_loops(g)
         degree = in_degree(g)
+        empty = torch.nonzero(degree <= 0).flatten()
+        if empty.numel():
+            raise ValueError(
+                f"random_walk: node(s) {empty[:5].tolist()} have weighted degree 0 (a zero-weight self-loop and no "
+                "weighted in-edges), so S = D^-1 A cannot be row-normalised; give them positive edge_weight"
+            )
         return g, g.edge_weight / degree[g.edge_index[1]], degree
