@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from ._base import Diffusivity
+from ._base import Diffusivity, positive_int
 
 QK_NORMS = ("row", "global", "none")
 
@@ -38,37 +38,51 @@ def query_scale(q: torch.Tensor, mode: str) -> torch.Tensor:
 
 
 class QueryKeyDiffusivity(Diffusivity):
-    """Base of attention diffusivities with q = Z W_q, k = Z W_k (no bias), H heads."""
+    """Base of attention diffusivities with q = Z W_q, k = Z W_k (no bias), H heads of d_k."""
 
-    def __init__(self, in_channels: int, *, heads: int = 1, key_channels: int | None = None,
-                 qk_norm: str = "row", frozen: bool = False) -> None:
+    def __init__(self, in_channels: int | None = None, *, heads: int = 1, key_channels: int | None = None,
+                 qk_norm: str = "row", frozen: bool = False, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
-        for arg, value in (("in_channels", in_channels), ("heads", heads)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{arg} must be a positive int, got {value!r}")
-        key_channels = in_channels if key_channels is None else key_channels
-        if isinstance(key_channels, bool) or not isinstance(key_channels, int) or key_channels < 1:
-            raise ValueError(f"key_channels must be a positive int, got {key_channels!r}")
+        if in_channels is None:
+            raise ValueError(f"{self.name} needs in_channels=<d, the width of the state Z> (queries and keys are linear in Z)")
+        in_channels = positive_int("in_channels", in_channels)
+        heads = positive_int("heads", heads)
+        key_channels = positive_int("key_channels", in_channels if key_channels is None else key_channels)
         if qk_norm not in QK_NORMS:
             raise ValueError(f"qk_norm must be one of {', '.join(QK_NORMS)}, got {qk_norm!r}")
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise TypeError(f"dtype must be a floating torch dtype, got {dtype!r}")
         self.in_channels, self.heads, self.key_channels = in_channels, heads, key_channels
         self.qk_norm, self.frozen = qk_norm, bool(frozen)
-        self.query = nn.Linear(in_channels, heads * key_channels, bias=False)
-        self.key = nn.Linear(in_channels, heads * key_channels, bias=False)
+        self.query = nn.Linear(in_channels, heads * key_channels, bias=False, dtype=dtype)
+        self.key = nn.Linear(in_channels, heads * key_channels, bias=False, dtype=dtype)
         self._frozen_qk: tuple[torch.Tensor, torch.Tensor] | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """W_q, W_k ~ U(−1/√d, 1/√d) (``nn.Linear``'s default scale)."""
         bound = 1.0 / math.sqrt(self.in_channels)
         for lin in (self.query, self.key):
             nn.init.uniform_(lin.weight, -bound, bound)
         self._frozen_qk = None
 
+    def check_state(self, z: torch.Tensor, what: str = "z") -> None:
+        """Shape [N, d] or [B, N, d]; dtype and device of the weights (errors name the fix)."""
+        if z.dim() not in (2, 3):
+            raise ValueError(f"{what} must have shape [N, d] or [B, N, d], got {tuple(z.shape)}")
+        weight = self.query.weight
+        if z.dtype != weight.dtype or z.device != weight.device:
+            raise TypeError(
+                f"{what} is {z.dtype} on {z.device} but diffusivity {self.name!r} holds {weight.dtype} on "
+                f"{weight.device}; move it with diffusivity.to(z) (or build it with dtype=z.dtype)"
+            )
+
     def _project(self, z: torch.Tensor, normalise_queries: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        if z.dim() not in (2, 3) or z.shape[-1] != self.in_channels:
+        self.check_state(z)
+        if z.shape[-1] != self.in_channels:
             raise ValueError(
-                f"z must have shape [N, {self.in_channels}] or [B, N, {self.in_channels}] "
-                f"(in_channels={self.in_channels}), got {tuple(z.shape)}"
+                f"z must have in_channels = {self.in_channels} channels ([N, {self.in_channels}] or "
+                f"[B, N, {self.in_channels}]), got shape {tuple(z.shape)}"
             )
         split = (*z.shape[:-1], self.heads, self.key_channels)
         q = self.query(z).view(split)

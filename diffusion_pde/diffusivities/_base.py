@@ -60,6 +60,13 @@ class Diffusivity(nn.Module):
         return f"name={self.name!r}"
 
 
+def positive_int(arg: str, value: object) -> int:
+    """``value`` if it is an int ≥ 1, else a ValueError naming ``arg``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{arg} must be a positive int, got {value!r}")
+    return value
+
+
 D = TypeVar("D", bound=type[Diffusivity])
 _REGISTRY: dict[str, type[Diffusivity]] = {}
 

@@ -26,9 +26,10 @@ class DIFFormerAdvanced(QueryKeyDiffusivity):
         row_stochastic=True, symmetric=False, nonnegative=True, depends_on_state=True, cost="O(N^2 H (d_k + d))"
     )
 
-    def __init__(self, in_channels: int, *, heads: int = 1, key_channels: int | None = None,
-                 qk_norm: str = "none", frozen: bool = False) -> None:
-        super().__init__(in_channels, heads=heads, key_channels=key_channels, qk_norm=qk_norm, frozen=frozen)
+    def __init__(self, in_channels: int | None = None, *, heads: int = 1, key_channels: int | None = None,
+                 qk_norm: str = "none", frozen: bool = False, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__(in_channels, heads=heads, key_channels=key_channels, qk_norm=qk_norm, frozen=frozen,
+                         dtype=dtype)
 
     @staticmethod
     def _rows(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:

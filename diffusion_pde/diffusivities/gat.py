@@ -34,13 +34,7 @@ import torch
 from torch import nn
 
 from ..graph import as_graph
-from ._base import Diffusivity, DiffusivityProperties, register_diffusivity
-
-
-def _positive_int(arg: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{arg} must be a positive int, got {value!r}")
-    return value
+from ._base import Diffusivity, DiffusivityProperties, positive_int, register_diffusivity
 
 
 @register_diffusivity
@@ -66,8 +60,8 @@ class GAT(Diffusivity):
         super().__init__()
         if in_channels is None:
             raise ValueError("gat needs in_channels=<d, the width of the state Z>: its heads split Z's channels")
-        in_channels = _positive_int("in_channels", in_channels)
-        heads = _positive_int("heads", heads)
+        in_channels = positive_int("in_channels", in_channels)
+        heads = positive_int("heads", heads)
         if in_channels % heads:
             raise ValueError(
                 f"heads={heads} must divide in_channels={in_channels}: head h reads channel block h "

@@ -24,17 +24,12 @@ import math
 import torch
 from torch import nn
 
-from ._base import Diffusivity, DiffusivityProperties, register_diffusivity
-
-
-def _positive_int(arg: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{arg} must be a positive int, got {value!r}")
-    return value
+from ._attention import QueryKeyDiffusivity
+from ._base import DiffusivityProperties, register_diffusivity
 
 
 @register_diffusivity
-class Transformer(Diffusivity):
+class Transformer(QueryKeyDiffusivity):
     name = "transformer"
     properties = DiffusivityProperties(
         row_stochastic=True, symmetric=False, nonnegative=True, depends_on_state=True, cost="O(N^2 d)"
@@ -50,76 +45,38 @@ class Transformer(Diffusivity):
         frozen: bool = False,
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        super().__init__()
-        if in_channels is None:
-            raise ValueError("transformer needs in_channels=<d, the width of the state Z> (queries and keys are linear in Z)")
-        in_channels = _positive_int("in_channels", in_channels)
-        heads = _positive_int("heads", heads)
-        if concat and in_channels % heads:
-            raise ValueError(
-                f"heads={heads} must divide in_channels={in_channels} with concat=True: head h propagates "
-                f"channel block h (in_channels / heads channels); or use concat=False (heads averaged)"
-            )
-        if key_channels is None:
-            key_channels = in_channels // heads
-            if key_channels < 1:
-                raise ValueError(f"in_channels // heads = {in_channels} // {heads} = 0: pass key_channels=<d_k> explicitly")
-        key_channels = _positive_int("key_channels", key_channels)
-        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-            raise TypeError(f"dtype must be a floating torch dtype, got {dtype!r}")
-        self.in_channels, self.heads, self.key_channels = in_channels, heads, key_channels
-        self.concat, self.frozen = bool(concat), bool(frozen)
-        self.query = nn.Linear(in_channels, heads * key_channels, bias=False, dtype=dtype)
-        self.key = nn.Linear(in_channels, heads * key_channels, bias=False, dtype=dtype)
-        self._frozen_attention: torch.Tensor | None = None
-        self.reset_parameters()
+        if isinstance(in_channels, int) and isinstance(heads, int) and heads >= 1:
+            if concat and in_channels % heads:
+                raise ValueError(
+                    f"heads={heads} must divide in_channels={in_channels} with concat=True: head h propagates "
+                    f"channel block h (in_channels / heads channels); or use concat=False (heads averaged)"
+                )
+            if key_channels is None:
+                key_channels = in_channels // heads
+                if key_channels < 1:
+                    raise ValueError(f"in_channels // heads = {in_channels} // {heads} = 0: pass key_channels=<d_k> explicitly")
+        self.concat = bool(concat)
+        super().__init__(in_channels, heads=heads, key_channels=key_channels, qk_norm="none", frozen=frozen, dtype=dtype)
 
     def reset_parameters(self) -> None:
         """Glorot-uniform W_q, W_k (the initialisation of ``nn.MultiheadAttention``'s in-projection)."""
         for lin in (self.query, self.key):
             nn.init.xavier_uniform_(lin.weight)
-        self._frozen_attention = None
+        self._frozen_qk = None
 
-    def _check(self, z: torch.Tensor, what: str = "z") -> None:
-        if z.dim() not in (2, 3):
-            raise ValueError(f"{what} must have shape [N, d] or [B, N, d], got {tuple(z.shape)}")
-        weight = self.query.weight
-        if z.dtype != weight.dtype or z.device != weight.device:
-            raise TypeError(
-                f"{what} is {z.dtype} on {z.device} but diffusivity {self.name!r} holds {weight.dtype} on "
-                f"{weight.device}; move it with diffusivity.to(z) (or build it with dtype=z.dtype)"
-            )
-
-    def attention(self, z: torch.Tensor) -> torch.Tensor:
-        """The per-head matrices S^h, shape [..., H, N, N]."""
-        self._check(z)
-        if z.shape[-1] != self.in_channels:
-            raise ValueError(
-                f"z must have in_channels = {self.in_channels} channels, got shape {tuple(z.shape)}"
-            )
-        split = (self.heads, self.key_channels)
-        q = self.query(z).unflatten(-1, split).transpose(-3, -2)  # [..., H, N, d_k]
-        k = self.key(z).unflatten(-1, split).transpose(-3, -2)
-        logits = (q * (1.0 / math.sqrt(self.key_channels))) @ k.transpose(-2, -1)  # [..., H, N, N]
-        logits = logits - logits.amax(dim=-1, keepdim=True).detach()
-        weights = logits.exp()
-        return weights / weights.sum(dim=-1, keepdim=True)
-
-    def set_initial_state(self, z0: torch.Tensor) -> None:
-        """Frozen mode: compute S from Z⁰ once and keep it (kept in the autograd graph of Z⁰)."""
-        self._frozen_attention = self.attention(z0) if self.frozen else None
-
-    def _attention(self, z: torch.Tensor) -> torch.Tensor:
-        if not self.frozen:
-            return self.attention(z)
-        if self._frozen_attention is None:
-            raise RuntimeError(f"{self.name!r} is frozen at Z⁰: call set_initial_state(z0) (DiffusionField does) first")
-        return self._frozen_attention
+    def dense_heads(self, z: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
+        """The per-head matrices S^h as [..., H, N, N] (from Z⁰ when frozen)."""
+        if z is None and not (self.frozen and self._frozen_qk is not None):
+            raise ValueError("transformer.dense(z) needs the state z")
+        q, k = self.queries_keys(z)
+        q, k = q.transpose(-3, -2), k.transpose(-3, -2)  # [..., H, N, d_k]
+        logits = (q * (1.0 / math.sqrt(self.key_channels))) @ k.transpose(-2, -1)
+        return torch.softmax(logits, dim=-1)
 
     def forward(self, z: torch.Tensor, values: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
-        attn = self._attention(z)
+        attn = self.dense_heads(z)
         values = z if values is None else values
-        self._check(values, "values")
+        self.check_state(values, "values")
         if values.shape[-2] != attn.shape[-1]:
             raise ValueError(f"values must have N = {attn.shape[-1]} nodes like z, got shape {tuple(values.shape)}")
         if not self.concat:
@@ -131,12 +88,6 @@ class Transformer(Diffusivity):
             )
         blocks = values.unflatten(-1, (self.heads, -1)).transpose(-3, -2)  # [..., H, N, d/H]
         return (attn @ blocks).transpose(-3, -2).flatten(-2)
-
-    def dense_heads(self, z: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
-        """The per-head matrices S^h as [..., H, N, N]."""
-        if z is None and not (self.frozen and self._frozen_attention is not None):
-            raise ValueError("transformer.dense(z) needs the state z")
-        return self._attention(z)
 
     def dense(self, z: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
         """S as [N, N] (or [B, N, N]): the head mean for concat=False, S¹ for one head.
@@ -151,5 +102,4 @@ class Transformer(Diffusivity):
         return self.dense_heads(z, t).mean(dim=-3)
 
     def extra_repr(self) -> str:
-        return (f"name={self.name!r}, in_channels={self.in_channels}, heads={self.heads}, "
-                f"key_channels={self.key_channels}, concat={self.concat}, frozen={self.frozen}")
+        return super().extra_repr() + f", concat={self.concat}"

@@ -12,14 +12,6 @@ import solvers
 from diffusion_pde import DiffusionBlock, DiffusionField, diffusivity, dirichlet_energy, exact_solution
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_intra_op_thread():
-    """These tensors are tiny: with two intra-op threads every small op waits for the second
-    thread, which on a busy 2-core machine costs milliseconds per op (10x slower runs)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 NAMES = ["gcn", "random_walk"]

@@ -19,14 +19,6 @@ from solvers import IntegrationError
 from solvers._fixed import build_grid
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_intra_op_thread():
-    """These tensors are tiny: with two intra-op threads every small op waits for the second
-    thread, which on a busy 2-core machine costs milliseconds per op (10x slower runs)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 STAGES = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}
