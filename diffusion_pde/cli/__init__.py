@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from . import solve
+from . import check, solve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     solve.add_parser(commands)
+    check.add_parser(commands)
     return parser
 
 
