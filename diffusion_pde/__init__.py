@@ -2,7 +2,7 @@
 dZ/dt = (1 − μ)(S(Z, t) Z − Z) + μ(Z⁰ − Z) with a pluggable diffusivity S."""
 
 from .diffusivities import Diffusivity, DiffusivityProperties, available_diffusivities, diffusivity, register_diffusivity
-from .energy import dirichlet_energy, energy
+from .energies import dirichlet_energy, energy
 from .exact import exact_solution
 from .field import DiffusionBlock, DiffusionField
 

@@ -18,7 +18,7 @@ import solvers
 
 from ..data import load_cora
 from ..diffusivities import Diffusivity, available_diffusivities, diffusivity_for
-from ..energy import dirichlet_energy
+from ..energies import dirichlet_energy
 from ..exact import exact_solution
 from ..field import DiffusionField
 from ._common import DTYPES, format_table, print_json, resolve_device, time_progress
