@@ -37,4 +37,4 @@ def run_checks(profile: Profile | None = None, select: str | None = None, progre
     return results
 
 
-__all__ = ["Check", "Outcome", "Profile", "Result", "check", "for_all", "load_checks", "run_checks"]
+__all__ = ["Check", "Outcome", "Profile", "Result", "check", "for_all", "load_checks", "registered_checks", "run_check", "run_checks"]

@@ -430,8 +430,8 @@ def fitted_slope(dts: list[float], errors: list[float]) -> float:
     "is within 0.15 of 1 (euler), 2 (midpoint, heun), 4 (rk4). Reference: Richardson-extrapolated rk4 "
     "(512/1024 steps; the finer run's estimated error, an upper bound for the extrapolation, must be "
     "≤ 1% of the smallest measured error); torchdiffeq's dopri8 (rtol 1e-12, atol 1e-14) is compared "
-    "and used only if within 1e-3 of the smallest error (with torchdiffeq 0.2.5 it is not: it steps "
-    "past t1 and returns its dense-output interpolation there, ~1e-11 to 1e-9 off on this problem).",
+    "and used only if within 1e-3 of the smallest error (solvers.solve lands a step on t1; torchdiffeq's "
+    "default of interpolating past t1 was ~1e-11 to 1e-9 off on this problem).",
 )
 def nonlinear_orders(profile: Profile) -> Outcome:
     halvings = 4 if profile.name == "fast" else 5

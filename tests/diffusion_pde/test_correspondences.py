@@ -4,6 +4,10 @@ Each test takes a row of :data:`diffusion_pde.correspondences.correspondences`, 
 Euler steps of size τ of ``DiffusionField(S, source_weight=μ)`` through :func:`solvers.solve`,
 and compares with the oracle layer under the same weights, in float64, to max |diff| ≤ 1e-10.
 Graphs are random, directed, and contain isolated nodes, duplicate edges and self-loops.
+
+The comparisons themselves live once, in :mod:`theory_checks.correspondences` (``ORACLES``,
+``compare_*``), which the ``correspondences.pyg_oracles`` theory check runs as well; each test
+here draws that row's cases and asserts every difference ≤ 1e-10 and every structural fact.
 """
 
 from __future__ import annotations
@@ -14,59 +18,22 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from torch_geometric.nn import APPNP, GATConv, GCNConv, GINConv, SGConv
 
-import solvers
-from diffusion_pde import DiffusionField, diffusivity
+from diffusion_pde import diffusivity
 from diffusion_pde.correspondences import LayerArg, correspondence, correspondences, render_document, render_markdown
 from diffusion_pde.diffusivities import diffusivity_class
+from theory_checks.correspondences import ORACLES, Comparison, euler, maxdiff
 
 TOL = 1e-10
 F64 = torch.float64
 REPO = Path(__file__).resolve().parents[2]
 
 
-# --------------------------------------------------------------------------------------------
-# random graphs
-
-
-@st.composite
-def graphs(draw: st.DrawFn, *, single_self_loops: bool = False, weighted: bool = False) -> dict:
-    """A random directed graph with ≥ 1 isolated node, ≥ 1 duplicate edge and ≥ 1 self-loop.
-
-    ``single_self_loops``: at most one self-loop per node (GCN/SGC/APPNP: PyG's
-    ``add_remaining_self_loops`` keeps one weight of several loops, the library sums them).
-    """
-    n = draw(st.integers(3, 12), label="num_nodes")
-    core = draw(st.integers(2, n - 1), label="non-isolated nodes")  # nodes core..n-1 are isolated
-    node = st.integers(0, core - 1)
-    edges = draw(st.lists(st.tuples(node, node).filter(lambda e: e[0] != e[1]), min_size=1, max_size=30))
-    edges += draw(st.lists(st.sampled_from(edges), min_size=1, max_size=5), label="duplicates")
-    loops = draw(st.lists(node, min_size=1, max_size=core, unique=single_self_loops), label="self-loops")
-    edges += [(v, v) for v in loops]
-    order = draw(st.permutations(range(len(edges))))
-    edge_index = torch.tensor([edges[i] for i in order], dtype=torch.long).t().contiguous()
-    weight = None
-    if weighted:
-        weight = torch.tensor(draw(st.lists(st.floats(0.1, 3.0), min_size=len(edges), max_size=len(edges))), dtype=F64)
-    seed = draw(st.integers(0, 2**31 - 1), label="feature seed")
-    return {"edge_index": edge_index, "num_nodes": n, "edge_weight": weight, "seed": seed}
-
-
-def features(g: dict, *shape: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(g["seed"])
-    return torch.randn(*shape, generator=gen, dtype=F64)
-
-
-def euler(s: object, z0: torch.Tensor, *, steps: int, tau: float, source_weight: float = 0.0) -> torch.Tensor:
-    """K Euler steps of size τ of the diffusion field on S, through the public solver."""
-    field = DiffusionField(s, source_weight=source_weight).set_initial_state(z0)
-    return solvers.solve(field, z0, t1=tau * steps, method="euler", n_steps=steps).final
-
-
-def maxdiff(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return float((a - b).detach().abs().max())
+def assert_matches(result: Comparison) -> None:
+    """Every max |diff| of the row (outputs, gradients, dense S) ≤ 1e-10 in float64, and every
+    structural fact (resolved step count, non-zero finite gradient, ...) holds."""
+    assert result.diffs and result.max_diff <= TOL, f"{result.row}: {result.diffs}"
+    assert all(result.facts.values()), f"{result.row}: {result.facts}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,158 +71,55 @@ def test_docs_page_is_generated_from_the_table() -> None:
 # oracles
 
 
-@given(g=graphs())
-def test_identity_is_mlp(g: dict) -> None:
-    r = correspondence("MLP").resolve()
-    lin = torch.nn.Linear(5, 3, dtype=F64)
-    x = features(g, g["num_nodes"], 5)
-    with torch.no_grad():
-        z0 = x @ lin.weight.T
-        out = euler(diffusivity("identity"), z0, steps=r.steps, tau=r.tau) + lin.bias
-        assert maxdiff(out, lin(x)) <= TOL
+def test_every_row_has_an_oracle() -> None:
+    assert [row.name for row in correspondences] == list(ORACLES)
 
 
-@given(g=graphs(single_self_loops=True, weighted=True), weighted=st.booleans())
-def test_gcn_is_gcnconv(g: dict, weighted: bool) -> None:
-    """One Euler step (τ = 1) of gcn on Z⁰ = conv.lin(X), plus the bias, is GCNConv.
-
-    At most one self-loop per node: with several, GCNConv (add_remaining_self_loops) keeps one of
-    their weights whereas the library sums them, like every other duplicate edge."""
-    r = correspondence("GCN").resolve()
-    weight = g["edge_weight"] if weighted else None
-    conv = GCNConv(6, 4, **r.layer_args).to(F64)
-    torch.nn.init.normal_(conv.bias)
-    x = features(g, g["num_nodes"], 6)
-    s = diffusivity("gcn", edge_index=g["edge_index"], num_nodes=g["num_nodes"], edge_weight=weight, dtype=F64)
-    with torch.no_grad():
-        out = euler(s, conv.lin(x), steps=r.steps, tau=r.tau, source_weight=r.source_weight) + conv.bias
-        assert maxdiff(out, conv(x, g["edge_index"], weight)) <= TOL
+@given(case=ORACLES["MLP"].cases)
+def test_identity_is_mlp(case: dict) -> None:
+    """S = I: the step returns Z⁰ = X Wᵀ; plus the bias it is ``nn.Linear(X)``."""
+    assert_matches(ORACLES["MLP"].run(case))
 
 
-@given(g=graphs(single_self_loops=True), k=st.integers(1, 3))
-def test_sgc_is_sgconv(g: dict, k: int) -> None:
-    """K Euler steps (τ = 1) of gcn on Z⁰ = X with no channel map between them, then SGConv's
-    linear map, is SGConv(K) (one self-loop per node at most, see the GCN test)."""
-    r = correspondence("SGC").resolve(K=k)
-    conv = SGConv(6, 4, **r.layer_args).to(F64)
-    x = features(g, g["num_nodes"], 6)
-    s = diffusivity("gcn", edge_index=g["edge_index"], num_nodes=g["num_nodes"], dtype=F64)
-    with torch.no_grad():
-        out = conv.lin(euler(s, x, steps=r.steps, tau=r.tau, source_weight=r.source_weight))
-        assert r.steps == k
-        assert maxdiff(out, conv(x, g["edge_index"])) <= TOL
+@given(case=ORACLES["GCN"].cases)
+def test_gcn_is_gcnconv(case: dict) -> None:
+    """One Euler step (τ = 1) of gcn on Z⁰ = conv.lin(X), plus the bias, is GCNConv, with and
+    without edge weights (at most one self-loop per node, see ``compare_gcn``)."""
+    assert_matches(ORACLES["GCN"].run(case))
 
 
-@given(g=graphs(), eps=st.sampled_from([0.0, 0.5, -0.3, -1.0, 2.0]), train_eps=st.booleans())
-def test_gin_is_ginconv(g: dict, eps: float, train_eps: bool) -> None:
-    """One Euler step (τ = 1) of gin(ε) is GINConv(nn=Identity(), eps=ε) on any graph (duplicate
-    edges and several self-loops included: both sum over every edge); with train_eps=True the
-    gradient with respect to ε matches PyG's too."""
-    r = correspondence("GIN").resolve(eps=eps, train_eps=train_eps)
-    conv = GINConv(nn=torch.nn.Identity(), **r.layer_args).to(F64)
-    conv.reset_parameters()  # refill ε in float64 (it was rounded to float32 at construction)
-    s = diffusivity("gin", edge_index=g["edge_index"], num_nodes=g["num_nodes"], dtype=F64, **r.diffusivity_params)
-    x = features(g, g["num_nodes"], 5)
-    probe = features({"seed": g["seed"] + 1}, g["num_nodes"], 5)
-    out = euler(s, x, steps=r.steps, tau=r.tau, source_weight=r.source_weight)
-    expected = conv(x, g["edge_index"])
-    assert maxdiff(out, expected) <= TOL
-    assert maxdiff(s.dense() @ x, expected) <= TOL
-    if train_eps:
-        (grad,) = torch.autograd.grad((out * probe).sum(), s.eps)
-        (expected_grad,) = torch.autograd.grad((expected * probe).sum(), conv.eps)
-        assert abs(float(grad - expected_grad)) <= TOL
-        assert grad.abs() > 0 and torch.isfinite(grad)
+@given(case=ORACLES["SGC"].cases)
+def test_sgc_is_sgconv(case: dict) -> None:
+    """K ∈ {1, 2, 3} Euler steps of gcn with no channel map between them, then SGConv.lin, is SGConv(K)."""
+    assert_matches(ORACLES["SGC"].run(case))
 
 
-@given(g=graphs(single_self_loops=True), k=st.integers(1, 6), alpha=st.sampled_from([0.0, 0.1, 0.5, 1.0]))
-def test_appnp_is_appnp(g: dict, k: int, alpha: float) -> None:
-    """APPNP's Z^{k+1} = (1 − α)ÂZ^k + αZ⁰ is the Euler step (τ = 1) of the field with source
-    weight μ = α: K such steps are APPNP(K, α) (one self-loop per node at most, see the GCN test)."""
-    r = correspondence("APPNP").resolve(K=k, alpha=alpha)
-    prop = APPNP(**r.layer_args)
-    x = features(g, g["num_nodes"], 4)
-    s = diffusivity("gcn", edge_index=g["edge_index"], num_nodes=g["num_nodes"], dtype=F64)
-    out = euler(s, x, steps=r.steps, tau=r.tau, source_weight=r.source_weight)
-    assert (r.steps, r.source_weight) == (k, alpha)
-    assert maxdiff(out, prop(x, g["edge_index"])) <= TOL
+@given(case=ORACLES["GIN"].cases)
+def test_gin_is_ginconv(case: dict) -> None:
+    """One Euler step of gin(ε) is GINConv(nn=Identity(), eps=ε) on any graph; S = dense() too;
+    with train_eps=True the gradient with respect to ε matches PyG's (and is finite, non-zero)."""
+    assert_matches(ORACLES["GIN"].run(case))
 
 
-@given(g=graphs(), heads=st.sampled_from([1, 4]), concat=st.booleans(), slope=st.sampled_from([0.2, 0.05]))
-def test_gat_is_gatconv(g: dict, heads: int, concat: bool, slope: float) -> None:
-    """One Euler step (τ = 1) of gat (concat=True) on Z⁰ = conv.lin(X), with the conv's attention
-    vectors, plus the bias, is GATConv; duplicate edges and several self-loops included (both
-    remove existing self-loops and add one per node).
-
-    For GATConv(concat=False) the comparison is with the head mean of the concat step: GATConv
-    averages the heads' outputs Σ_j S^h_ij z^h_j, and that average over channel blocks is a
-    channel map applied after the step (it is not gat(concat=False), which propagates all
-    channels with the averaged matrix (1/H) Σ_h S^h). The attention-vector gradients match
-    PyG's, and a batched [B, N, d] state gives each batch element's result."""
-    r = correspondence("GAT" if concat else "GAT (head mean)").resolve(heads=heads, negative_slope=slope)
-    n, c = g["num_nodes"], 3
-    conv = GATConv(5, c, **r.layer_args).to(F64)
-    torch.nn.init.normal_(conv.bias)
-    s = diffusivity("gat", edge_index=g["edge_index"], num_nodes=n, in_channels=heads * c, dtype=F64,
-                    **r.diffusivity_params)
-    with torch.no_grad():
-        s.att_src.copy_(conv.att_src.view(heads, c))
-        s.att_dst.copy_(conv.att_dst.view(heads, c))
-    x = features(g, 2, n, 5)
-
-    def readout(z: torch.Tensor) -> torch.Tensor:
-        return (z if concat else z.unflatten(-1, (heads, c)).mean(-2)) + conv.bias
-
-    z0 = conv.lin(x).detach()  # [2, N, H·C]
-    out = readout(euler(s, z0[0], steps=r.steps, tau=r.tau, source_weight=r.source_weight))
-    expected = conv(x[0], g["edge_index"])
-    assert maxdiff(out, expected) <= TOL
-
-    probe = features({"seed": g["seed"] + 1}, *out.shape)
-    grads = torch.autograd.grad((out * probe).sum(), (s.att_src, s.att_dst))
-    expected_grads = torch.autograd.grad((expected * probe).sum(), (conv.att_src, conv.att_dst))
-    for grad, expected_grad in zip(grads, expected_grads):
-        assert maxdiff(grad, expected_grad.view(heads, c)) <= TOL
-
-    with torch.no_grad():
-        batched = readout(euler(s, z0, steps=1, tau=1.0))
-        assert maxdiff(batched, torch.stack([conv(xb, g["edge_index"]) for xb in x])) <= TOL
+@given(case=ORACLES["APPNP"].cases)
+def test_appnp_is_appnp(case: dict) -> None:
+    """K Euler steps (τ = 1) of gcn with source weight μ = α are APPNP(K, α)."""
+    assert_matches(ORACLES["APPNP"].run(case))
 
 
-def sdpa_reference(s: object, z: torch.Tensor) -> torch.Tensor:
-    """Multi-head attention by the oracle, with the diffusivity's own q, k and v = Z in heads."""
-    heads, dk = s.heads, s.key_channels
-    q = s.query(z).unflatten(-1, (heads, dk)).transpose(-3, -2)  # [..., H, N, d_k]
-    k = s.key(z).unflatten(-1, (heads, dk)).transpose(-3, -2)
-    if s.concat:
-        v = z.unflatten(-1, (heads, -1)).transpose(-3, -2)  # [..., H, N, d/H]
-        return torch.nn.functional.scaled_dot_product_attention(q, k, v).transpose(-3, -2).flatten(-2)
-    v = z.unsqueeze(-3).expand(*q.shape[:-1], z.shape[-1])  # the full Z as every head's value
-    return torch.nn.functional.scaled_dot_product_attention(q, k, v).mean(-3)
+@given(case=st.one_of(ORACLES["GAT"].cases, ORACLES["GAT (head mean)"].cases))
+def test_gat_is_gatconv(case: dict) -> None:
+    """One Euler step of gat on Z⁰ = conv.lin(X) with the conv's attention vectors, plus the bias,
+    is GATConv (heads 1 and 4; concat=False: the head mean of the concat step); the attention
+    gradients match PyG's, and a batched [B, N, d] state gives each element's result."""
+    assert_matches(ORACLES["GAT" if case["concat"] else "GAT (head mean)"].run(case))
 
 
-@given(
-    seed=st.integers(0, 2**31 - 1),
-    n=st.integers(1, 12),
-    heads=st.sampled_from([1, 4]),
-    key_channels=st.sampled_from([None, 3]),
-    concat=st.booleans(),
-    batch=st.sampled_from([(), (2,)]),
-)
-def test_transformer_is_sdpa(seed: int, n: int, heads: int, key_channels: int | None, concat: bool,
-                             batch: tuple[int, ...]) -> None:
-    """One Euler step (τ = 1) of transformer is scaled_dot_product_attention with q = Z W_qᵀ,
-    k = Z W_kᵀ and v = Z split into heads (concat=False: the head mean with v = Z per head)."""
-    r = correspondence("Transformer").resolve(heads=heads)
-    torch.manual_seed(seed)
-    s = diffusivity("transformer", in_channels=8, key_channels=key_channels, dtype=F64,
-                    **{**r.diffusivity_params, "concat": concat})
-    z0 = 2 * torch.randn(*batch, n, 8, dtype=F64)
-    with torch.no_grad():
-        out = euler(s, z0, steps=r.steps, tau=r.tau, source_weight=r.source_weight)
-        assert maxdiff(out, sdpa_reference(s, z0)) <= TOL
-        if not concat or heads == 1:
-            assert maxdiff(s.dense(z0) @ z0, out) <= TOL
+@given(case=ORACLES["Transformer"].cases)
+def test_transformer_is_sdpa(case: dict) -> None:
+    """One Euler step of transformer is scaled_dot_product_attention with the diffusivity's own
+    q, k and v = Z in heads (heads 1 and 4, d_k = d/H and 3, [N, d] and [B, N, d]); S = dense() too."""
+    assert_matches(ORACLES["Transformer"].run(case))
 
 
 # --------------------------------------------------------------------------------------------
