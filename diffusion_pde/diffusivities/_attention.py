@@ -18,23 +18,22 @@ from ._base import Diffusivity, positive_int
 QK_NORMS = ("row", "global", "none")
 
 
+def inverse_norm(x: torch.Tensor, mode: str) -> torch.Tensor:
+    """The factor 1/r that normalises x [..., N, H, d_k], broadcastable: ``row`` r = ‖x_i‖ per node
+    and head, ``global`` r = ‖x‖_F over all nodes and heads (the authors' released code), ``none``
+    r = 1. A zero vector keeps norm 0 (1/0 is taken as 0, as ``F.normalize`` does), so S stays
+    finite: its kernel row becomes 1 + 0 (uniform) instead of 0/0."""
+    if mode == "none":
+        return torch.ones((1, 1, 1), dtype=x.dtype, device=x.device)
+    dims = -1 if mode == "row" else (-3, -2, -1)
+    norm = torch.linalg.vector_norm(x, dim=dims, keepdim=True)
+    positive = norm > 0
+    return torch.where(positive, torch.where(positive, norm, torch.ones_like(norm)).reciprocal(), torch.zeros_like(norm))
+
+
 def normalise_qk(x: torch.Tensor, mode: str) -> torch.Tensor:
-    """``row``: x_i / ‖x_i‖ per node and head; ``global``: x / ‖x‖_F over all nodes and heads
-    (the authors' released code); ``none``: unchanged. x has shape [..., N, H, d_k]."""
-    if mode == "row":
-        return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True)
-    if mode == "global":
-        return x / torch.linalg.vector_norm(x, dim=(-3, -2, -1), keepdim=True)
-    return x
-
-
-def query_scale(q: torch.Tensor, mode: str) -> torch.Tensor:
-    """The factor 1/r that :func:`normalise_qk` would multiply q [..., N, H, d_k] by, broadcastable."""
-    if mode == "row":
-        return torch.linalg.vector_norm(q, dim=-1, keepdim=True).reciprocal()
-    if mode == "global":
-        return torch.linalg.vector_norm(q, dim=(-3, -2, -1), keepdim=True).reciprocal()
-    return torch.ones((1, 1, 1), dtype=q.dtype, device=q.device)
+    """x / r with r as in :func:`inverse_norm` (``none``: unchanged)."""
+    return x if mode == "none" else x * inverse_norm(x, mode)
 
 
 class QueryKeyDiffusivity(Diffusivity):

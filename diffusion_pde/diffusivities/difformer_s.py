@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from ._attention import QueryKeyDiffusivity, query_scale
+from ._attention import QueryKeyDiffusivity, inverse_norm
 from ._base import DiffusivityProperties, register_diffusivity
 
 
@@ -39,7 +39,7 @@ class DIFFormerSimple(QueryKeyDiffusivity):
         # Head mean without [N, H, d] temporaries and without materialising q̂ = q / r_q:
         #   den_ih = N + q̂_ih·Σ_j k̂_jh,   (SV)_i = c_i Σ_j v_j + Σ_h (q_ih / (H r_q,ih den_ih))·(K̂_hᵀV),
         #   c_i = (1/H) Σ_h 1/den_ih.
-        scale = query_scale(q, self.qk_norm)                                   # 1/r_q: [..., N, H, 1] or [..., 1, 1, 1]
+        scale = inverse_norm(q, self.qk_norm)                                   # 1/r_q: [..., N, H, 1] or [..., 1, 1, 1]
         kv = k.flatten(-2).transpose(-1, -2) @ values                        # [..., H d_k, d]
         inv_den = ((q * k.sum(dim=-3, keepdim=True)).sum(dim=-1, keepdim=True) * scale + values.shape[-2]).reciprocal_()
         weighted_q = (q * (scale * inv_den / self.heads)).flatten(-2)        # [..., N, H d_k]

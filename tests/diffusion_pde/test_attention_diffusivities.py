@@ -208,3 +208,20 @@ def test_gradcheck_through_attention_diffusivities(name: str, kwargs: dict) -> N
     z = torch.randn(7, 4, dtype=torch.float64, requires_grad=True)
     v = torch.randn(7, 2, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda z, v: s(z, v), (z, v))
+
+
+@pytest.mark.parametrize("norm", ["row", "global"])
+def test_zero_state_rows_keep_s_finite(norm: str) -> None:
+    """A zero query/key has no direction: it is normalised to 0 (as F.normalize does), so its
+    kernel entries are 1 and S stays finite and row-stochastic, with finite gradients."""
+    torch.manual_seed(9)
+    s = dp.diffusivity("difformer_s", in_channels=3, qk_norm=norm).double()
+    z = torch.randn(6, 3, dtype=torch.float64)
+    z[2] = 0.0
+    if norm == "global":
+        z = torch.zeros_like(z)
+    z.requires_grad_()
+    dense = s.dense(z)
+    assert bool(torch.isfinite(dense).all()) and torch.allclose(dense.sum(-1), torch.ones(6, dtype=torch.float64))
+    s(z).sum().backward()
+    assert bool(torch.isfinite(z.grad).all())
