@@ -210,6 +210,23 @@ def constants_example(case: dict[str, Any], diffusivities: Callable[..., dict[st
             for name, s in diffusivities(example, channels).items()}
 
 
+def _worst_per_diffusivity(cases: Any, example: Any, tol: float, complaint: str,
+                           profile: Profile) -> tuple[dict[str, Any] | None, dict[str, float], float]:
+    """Run ``example(case) -> {diffusivity: value}`` over the cases, keeping the worst value per
+    diffusivity; an example fails when any value exceeds ``tol``. Returns (failure, worst, max)."""
+    worst: dict[str, float] = {}
+
+    def prop(case: dict[str, Any]) -> None:
+        values = example(case)
+        for name, value in values.items():
+            worst[name] = max(worst.get(name, 0.0), value)
+        bad = {name: value for name, value in values.items() if not value <= tol}
+        assert not bad, f"{complaint} {bad}"
+
+    failure = for_all(cases, prop, profile)
+    return failure, worst, max(worst.values(), default=float("nan"))
+
+
 @check(
     "structure.constants_fixed_points",
     "structure",
@@ -218,17 +235,9 @@ def constants_example(case: dict[str, Any], diffusivities: Callable[..., dict[st
     "diffusion: F(Z) = S Z - Z = 0 (mu = 0), on random directed graphs with isolated nodes and self-loops.",
 )
 def constants_fixed_points(profile: Profile) -> Outcome:
-    worst: dict[str, float] = {}
-
-    def prop(case: dict[str, Any]) -> None:
-        residuals = constants_example(case)
-        for name, value in residuals.items():
-            worst[name] = max(worst.get(name, 0.0), value)
-        bad = {name: value for name, value in residuals.items() if not value <= RELATIVE_TOL}
-        assert not bad, f"constant state is not a fixed point: max |F| / max(1, |c|) = {bad}"
-
-    failure = for_all(constant_cases(), prop, profile)
-    value = max(worst.values(), default=float("nan"))
+    failure, worst, value = _worst_per_diffusivity(
+        constant_cases(), constants_example, RELATIVE_TOL,
+        "constant state is not a fixed point: max |F| / max(1, |c|) =", profile)
     details: dict[str, Any] = {"max |F| / max(1, |c|) per diffusivity": _rounded(worst)}
     if failure:
         details.update(failure)
@@ -283,17 +292,8 @@ def max_principle_example(case: dict[str, Any]) -> dict[str, float]:
     "stays within its initial [min, max] along the trajectory (worst excursion <= 1e-12).",
 )
 def maximum_principle(profile: Profile) -> Outcome:
-    worst: dict[str, float] = {}
-
-    def prop(case: dict[str, Any]) -> None:
-        excursions = max_principle_example(case)
-        for name, value in excursions.items():
-            worst[name] = max(worst.get(name, 0.0), value)
-        bad = {name: value for name, value in excursions.items() if not value <= EXCURSION_TOL}
-        assert not bad, f"a channel left its initial range by {bad}"
-
-    failure = for_all(max_principle_cases(), prop, profile)
-    value = max(worst.values(), default=float("nan"))
+    failure, worst, value = _worst_per_diffusivity(
+        max_principle_cases(), max_principle_example, EXCURSION_TOL, "a channel left its initial range by", profile)
     details: dict[str, Any] = {"worst excursion per diffusivity": _rounded(worst)}
     if failure:
         details.update(failure)

@@ -60,6 +60,37 @@ class Diffusivity(nn.Module):
         return f"name={self.name!r}"
 
 
+class PerHeadDense:
+    """Mixin for diffusivities with one matrix S^h per head (``heads``, ``concat``, ``dense_heads``).
+
+    With ``concat`` head h propagates channel block h, so for several heads there is no single
+    N×N matrix; otherwise S = (1/H) Σ_h S^h."""
+
+    heads: int
+    concat: bool
+    name: str
+
+    def dense_heads(self, z: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def dense(self, z: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
+        """S as [N, N] (or [B, N, N]): the head mean for concat=False, S¹ for one head."""
+        if self.concat and self.heads > 1:
+            raise ValueError(
+                f"{self.name} with concat=True and heads={self.heads} applies a different S^h to each channel "
+                "block, so there is no single N×N matrix; use dense_heads(z) for the [..., H, N, N] stack"
+            )
+        return self.dense_heads(z, t).mean(dim=-3)
+
+    def check_head_blocks(self, values: torch.Tensor) -> None:
+        """With concat the values' channels must split into ``heads`` equal blocks."""
+        if self.concat and values.shape[-1] % self.heads:
+            raise ValueError(
+                f"with concat=True the values' channels must split into heads={self.heads} blocks, "
+                f"got shape {tuple(values.shape)}"
+            )
+
+
 def positive_int(arg: str, value: object) -> int:
     """``value`` if it is an int ≥ 1, else a ValueError naming ``arg``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:

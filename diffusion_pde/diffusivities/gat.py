@@ -34,11 +34,11 @@ import torch
 from torch import nn
 
 from ..graph import as_graph
-from ._base import Diffusivity, DiffusivityProperties, positive_int, register_diffusivity
+from ._base import Diffusivity, DiffusivityProperties, PerHeadDense, positive_int, register_diffusivity
 
 
 @register_diffusivity
-class GAT(Diffusivity):
+class GAT(PerHeadDense, Diffusivity):
     name = "gat"
     properties = DiffusivityProperties(
         row_stochastic=True, symmetric=False, nonnegative=True, depends_on_state=True, cost="O(E d)"
@@ -152,11 +152,7 @@ class GAT(Diffusivity):
         self._check(values, "values")
         gathered = values.index_select(values.dim() - 2, self.src)  # [..., E, d_v]
         if self.concat:
-            if values.shape[-1] % self.heads:
-                raise ValueError(
-                    f"with concat=True the values' channels must split into heads={self.heads} blocks, "
-                    f"got shape {tuple(values.shape)}"
-                )
+            self.check_head_blocks(values)
             messages = (gathered.unflatten(-1, (self.heads, -1)) * alpha.unsqueeze(-1)).flatten(-2)
         else:
             messages = gathered * alpha.mean(-1, keepdim=True)
@@ -171,18 +167,6 @@ class GAT(Diffusivity):
         alpha = alpha.movedim(-1, -2)  # [..., H, E]
         matrices = alpha.new_zeros(*alpha.shape[:-1], self.num_nodes * self.num_nodes)
         return matrices.index_add_(-1, self.dst * self.num_nodes + self.src, alpha).unflatten(-1, (self.num_nodes,) * 2)
-
-    def dense(self, z: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
-        """S as [N, N] (or [B, N, N]): the head mean for concat=False, S¹ for one head.
-
-        With concat=True and several heads S is block-diagonal over channel blocks, not one
-        N × N matrix: use :meth:`dense_heads`."""
-        if self.concat and self.heads > 1:
-            raise ValueError(
-                f"gat with concat=True and heads={self.heads} applies a different S^h to each channel block, so "
-                "there is no single N×N matrix; use dense_heads(z) for the [..., H, N, N] stack"
-            )
-        return self.dense_heads(z, t).mean(dim=-3)
 
     def extra_repr(self) -> str:
         return (f"name={self.name!r}, num_nodes={self.num_nodes}, num_edges={self.num_edges}, "

@@ -25,11 +25,11 @@ import torch
 from torch import nn
 
 from ._attention import QueryKeyDiffusivity
-from ._base import DiffusivityProperties, register_diffusivity
+from ._base import DiffusivityProperties, PerHeadDense, register_diffusivity
 
 
 @register_diffusivity
-class Transformer(QueryKeyDiffusivity):
+class Transformer(PerHeadDense, QueryKeyDiffusivity):
     name = "transformer"
     properties = DiffusivityProperties(
         row_stochastic=True, symmetric=False, nonnegative=True, depends_on_state=True, cost="O(N^2 d)"
@@ -81,25 +81,9 @@ class Transformer(QueryKeyDiffusivity):
             raise ValueError(f"values must have N = {attn.shape[-1]} nodes like z, got shape {tuple(values.shape)}")
         if not self.concat:
             return attn.mean(dim=-3) @ values
-        if values.shape[-1] % self.heads:
-            raise ValueError(
-                f"with concat=True the values' channels must split into heads={self.heads} blocks, "
-                f"got shape {tuple(values.shape)}"
-            )
+        self.check_head_blocks(values)
         blocks = values.unflatten(-1, (self.heads, -1)).transpose(-3, -2)  # [..., H, N, d/H]
         return (attn @ blocks).transpose(-3, -2).flatten(-2)
-
-    def dense(self, z: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
-        """S as [N, N] (or [B, N, N]): the head mean for concat=False, S¹ for one head.
-
-        With concat=True and several heads S is block-diagonal over channel blocks, not one
-        N × N matrix: use :meth:`dense_heads`."""
-        if self.concat and self.heads > 1:
-            raise ValueError(
-                f"transformer with concat=True and heads={self.heads} applies a different S^h to each channel "
-                "block, so there is no single N×N matrix; use dense_heads(z) for the [..., H, N, N] stack"
-            )
-        return self.dense_heads(z, t).mean(dim=-3)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", concat={self.concat}"

@@ -68,7 +68,6 @@ def test_check_passes_in_fast_profile(name):
     result = run_check(by_name(name), Profile.fast())
     assert result.passed, (result.measure, result.details)
     assert result.section == "solver theory" and result.measure and result.value is not None
-    assert result.seconds < 20
 
 
 def test_order_conditions_measure_names_every_builtin():
