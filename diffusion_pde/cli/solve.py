@@ -17,7 +17,13 @@ import torch
 import solvers
 
 from ..data import load_cora
-from ..diffusivities import Diffusivity, available_diffusivities, diffusivity_for
+from ..diffusivities import (
+    Diffusivity,
+    QueryKeyDiffusivity,
+    available_diffusivities,
+    diffusivity_class,
+    diffusivity_for,
+)
 from ..energies import dirichlet_energy
 from ..exact import exact_solution
 from ..field import DiffusionField
@@ -124,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
     data = DATASETS[args.dataset](dtype=dtype)
     z0 = (data.x if args.raw_features else row_normalise(data.x)).to(device)
     torch.manual_seed(args.seed)  # learned diffusivities get seeded random weights
-    extra = {"key_channels": args.key_channels} if args.diffusivity in ("difformer_s", "difformer_a", "transformer") else {}
+    learned_qk = issubclass(diffusivity_class(args.diffusivity), QueryKeyDiffusivity)
+    extra = {"key_channels": args.key_channels} if learned_qk else {}
     s = diffusivity_for(args.diffusivity, graph=data, in_channels=z0.shape[1], dtype=dtype, **extra).to(device)
     # The energy is measured with S itself when S is a fixed graph operator, else with the graph's gcn operator.
     energy_op = s if s.node_measure() is not None else diffusivity_for("gcn", graph=data, dtype=dtype).to(device)

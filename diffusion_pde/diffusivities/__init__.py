@@ -9,6 +9,7 @@ from ._base import (
     diffusivity_class,
     register_diffusivity,
 )
+from ._attention import QueryKeyDiffusivity
 from ._factory import diffusivity_for
 from ._linear_graph import LinearGraphDiffusivity
 
@@ -16,6 +17,7 @@ __all__ = [
     "Diffusivity",
     "DiffusivityProperties",
     "LinearGraphDiffusivity",
+    "QueryKeyDiffusivity",
     "available_diffusivities",
     "diffusivity",
     "diffusivity_class",
