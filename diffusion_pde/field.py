@@ -86,13 +86,17 @@ class DiffusionBlock(nn.Module):
         self.t1 = float(t1)
         self.solver_options = solver_options
 
-    def solve(self, z0: torch.Tensor, **overrides: object) -> solvers.Solution:
+    def solve(self, z0: torch.Tensor, *, source_state: torch.Tensor | None = None, **overrides: object) -> solvers.Solution:
+        """Integrate from ``z0``; the source term pulls towards ``source_state`` (default ``z0``).
+
+        A stack of blocks (one Euler layer each) passes the stack's input as ``source_state``,
+        so every layer is tied to the same Z⁰ as in APPNP."""
         options = {"method": self.method, **self.solver_options, **overrides}
-        self.field.set_initial_state(z0)
+        self.field.set_initial_state(z0 if source_state is None else source_state)
         return solvers.solve(self.field, z0, self.t1, **options)
 
-    def forward(self, z0: torch.Tensor) -> torch.Tensor:
-        return self.solve(z0).final
+    def forward(self, z0: torch.Tensor, source_state: torch.Tensor | None = None) -> torch.Tensor:
+        return self.solve(z0, source_state=source_state).final
 
     def extra_repr(self) -> str:
         return f"method={self.method!r}, t1={self.t1}, options={self.solver_options}"

@@ -117,10 +117,43 @@ def csr_matrix(g: Graph, values: torch.Tensor) -> torch.Tensor:
         return coo.to_sparse_csr()
 
 
-def spmm(matrix: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """S @ V for V of shape [N, d] or [B, N, d] (S acts on the node axis, the second to last)."""
-    if values.dim() == 2:
+def csr_transpose(matrix: torch.Tensor) -> torch.Tensor:
+    """Sᵀ as a sorted CSR matrix; S itself when S is symmetric (no second copy of the pattern)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        transposed = matrix.to_sparse_coo().t().coalesce().to_sparse_csr()
+    same = (torch.equal(transposed.crow_indices(), matrix.crow_indices())
+            and torch.equal(transposed.col_indices(), matrix.col_indices())
+            and torch.equal(transposed.values(), matrix.values()))
+    return matrix if same else transposed
+
+
+class _CSRProduct(torch.autograd.Function):
+    """S @ V with a fixed S whose transpose is prepared once: the backward pass is Sᵀ @ dL/dY,
+    where autograd would otherwise transpose and re-sort S at every call."""
+
+    @staticmethod
+    def forward(ctx, matrix: torch.Tensor, transpose: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        ctx.transpose = transpose
         return matrix @ values
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[None, None, torch.Tensor]:
+        return None, None, ctx.transpose @ grad
+
+
+def spmm(matrix: torch.Tensor, values: torch.Tensor, transpose: torch.Tensor | None = None) -> torch.Tensor:
+    """S @ V for V of shape [N, d] or [B, N, d] (S acts on the node axis, the second to last).
+
+    ``transpose`` (Sᵀ from :func:`csr_transpose`) makes the backward pass a plain SpMM; S itself
+    gets no gradient then (it is a fixed operator)."""
+    def product(flat: torch.Tensor) -> torch.Tensor:
+        if transpose is not None and flat.requires_grad:
+            return _CSRProduct.apply(matrix, transpose, flat)
+        return matrix @ flat
+
+    if values.dim() == 2:
+        return product(values)
     batch, n, d = values.shape
     flat = values.transpose(0, 1).reshape(n, batch * d)
-    return (matrix @ flat).reshape(n, batch, d).transpose(0, 1)
+    return product(flat).reshape(n, batch, d).transpose(0, 1)

@@ -14,6 +14,7 @@ import torch
 import torchdiffeq
 
 from ._solution import IntegrationError, SolverStats
+from ._validate import count_nonfinite
 
 ADAPTIVE_METHODS: dict[str, str] = {
     "dopri5": "Dormand–Prince 5(4)",
@@ -57,7 +58,7 @@ class CountedField(torch.nn.Module):
     # torchdiffeq calls these on the function it integrates.
     def callback_step(self, t0: torch.Tensor, y0: torch.Tensor, dt: torch.Tensor) -> None:
         t = float(t0.detach())
-        if not bool(torch.isfinite(y0).all()):
+        if count_nonfinite(y0):
             raise IntegrationError("non-finite state (NaN or Inf)", t, self.stats,
                                    "Tighten rtol/atol or check the vector field.")
         if self.callback is not None and t > self.t_reached:

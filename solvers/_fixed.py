@@ -15,6 +15,7 @@ import torch
 
 from ._solution import IntegrationError, SolverStats
 from ._tableau import ButcherTableau
+from ._validate import count_nonfinite
 
 SNAP = 1e-9
 
@@ -89,7 +90,7 @@ def integrate_fixed(
         if callback is not None:
             callback(t_next, z)
         if n + 1 in wanted:
-            if not bool(torch.isfinite(z).all()):
+            if count_nonfinite(z):
                 raise IntegrationError(
                     f"non-finite state (NaN or Inf) with method {tableau.name!r}",
                     t_next,

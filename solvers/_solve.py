@@ -110,7 +110,7 @@ def solve(
         counted = CountedField(field, stats)
         states_list = integrate_fixed(counted, z0, grid, save_index, get_tableau(method), stats, callback)
         final = states_list[-1]
-        states = torch.stack(states_list[: len(times)] if times is not None else states_list[-1:])
+        states = torch.stack(states_list[: len(times)]) if times is not None else final.unsqueeze(0)
         wanted = times if times is not None else [t1]
     return Solution(
         final=final,

@@ -9,6 +9,15 @@ from typing import Sequence
 import torch
 
 
+def count_nonfinite(z: torch.Tensor) -> int:
+    """Number of NaN/Inf entries of z. The common all-finite case costs one sum (a finite sum
+    proves every entry finite); only a non-finite sum pays for the elementwise test."""
+    with torch.no_grad():
+        if bool(torch.isfinite(z.sum())):
+            return 0
+        return int((~torch.isfinite(z)).sum())
+
+
 def check_state(z0: object) -> torch.Tensor:
     if not isinstance(z0, torch.Tensor):
         raise TypeError(f"z0 must be a torch.Tensor, got {type(z0).__name__}")
@@ -17,7 +26,7 @@ def check_state(z0: object) -> torch.Tensor:
             f"z0 must have a floating dtype (float32 or float64), got {z0.dtype}; "
             "convert it with z0.float() or z0.double()"
         )
-    bad = int((~torch.isfinite(z0)).sum())
+    bad = count_nonfinite(z0)
     if bad:
         raise ValueError(f"z0 contains {bad} non-finite (NaN or Inf) entries; clean the input state")
     return z0

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from . import check, solve
+from . import check, solve, sweep, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,6 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     solve.add_parser(commands)
+    train.add_parser(commands)
+    sweep.add_parser(commands)
     check.add_parser(commands)
     return parser
 

@@ -16,7 +16,7 @@ import torch
 
 import solvers
 
-from ..data import load_cora
+from ..data import load_cora, row_normalise
 from ..diffusivities import (
     Diffusivity,
     QueryKeyDiffusivity,
@@ -66,12 +66,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights of learned diffusivities")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
-
-
-def row_normalise(x: torch.Tensor) -> torch.Tensor:
-    """x_i / Σ_j x_ij for rows with a positive sum; all-zero rows stay zero."""
-    sums = x.sum(dim=1, keepdim=True)
-    return torch.where(sums > 0, x / torch.where(sums > 0, sums, torch.ones_like(sums)), x)
 
 
 def _sync(device: torch.device) -> None:

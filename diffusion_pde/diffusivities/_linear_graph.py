@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..graph import Graph, as_graph, csr_matrix, spmm
+from ..graph import Graph, as_graph, csr_matrix, csr_transpose, spmm
 from ._base import Diffusivity
 
 
@@ -33,6 +33,7 @@ class LinearGraphDiffusivity(Diffusivity):
         self.num_nodes = g.num_nodes
         graph_with_loops, entries, measure = self.build(g)
         self.register_buffer("matrix", csr_matrix(graph_with_loops, entries).to(dtype), persistent=False)
+        self.register_buffer("matrix_t", csr_transpose(self.matrix), persistent=False)  # for the backward pass
         self.register_buffer("measure", measure.to(dtype), persistent=False)
 
     def build(self, g: Graph) -> tuple[Graph, torch.Tensor, torch.Tensor]:
@@ -54,7 +55,7 @@ class LinearGraphDiffusivity(Diffusivity):
     def forward(self, z: torch.Tensor, values: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
         values = z if values is None else values
         self._check(values)
-        return spmm(self.matrix, values)
+        return spmm(self.matrix, values, self.matrix_t)
 
     def dense(self, z: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
         return self.matrix.to_dense()

@@ -89,7 +89,7 @@ class GIN(LinearGraphDiffusivity):
     def forward(self, z: torch.Tensor, values: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
         values = z if values is None else values
         self._check(values)
-        out = spmm(self.matrix, values)
+        out = spmm(self.matrix, values, self.matrix_t)
         if self.train_eps:
             out = out + (1.0 + self.eps) * values
         return out

@@ -1,0 +1,104 @@
+"""The hyper-parameters of a node classifier, validated in one place (errors name the field)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import solvers
+
+from ..diffusivities._attention import QK_NORMS
+
+MODELS = ("difformer_s", "difformer_a", "transformer", "gat", "gcn", "sgc", "appnp", "mlp")
+ATTENTION_MODELS = ("difformer_s", "difformer_a", "transformer")
+CONTINUOUS_MODELS = ATTENTION_MODELS + ("sgc", "appnp")
+DEPTHS = ("discrete", "continuous")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What :func:`~diffusion_pde.models.build_model` builds.
+
+    model: the propagation rule (``MODELS``); depth: ``discrete`` (``num_layers`` Euler layers of
+    step ``tau``, own weights each) or ``continuous`` (shared weights integrated over [0, ``t1``]
+    with ``method``/``n_steps``). ``use_graph`` adds the input graph's ``gcn`` term to attention,
+    summed (``graph_weight=None``, the authors' code) or mixed with weight w ∈ (0, 1).
+    ``source_weight`` μ ∈ [0, 1) is the source term μ(Z⁰ − Z) (APPNP's α). ``qk_norm`` row (the
+    paper) or global (the authors' code); ``value_proj`` a per-layer W_v; ``layer_norm`` after the
+    encoder and every layer.
+    """
+
+    model: str = "difformer_s"
+    depth: str = "discrete"
+    num_layers: int = 8
+    hidden: int = 64
+    heads: int = 1
+    tau: float = 0.5
+    dropout: float = 0.2
+    use_graph: bool = True
+    graph_weight: float | None = None
+    source_weight: float = 0.0
+    qk_norm: str = "row"
+    value_proj: bool = False
+    layer_norm: bool = True
+    method: str = "rk4"
+    t1: float = 4.0
+    n_steps: int | None = 8
+    rtol: float = 1e-4
+    atol: float = 1e-6
+    adjoint: bool = False
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; valid models: {', '.join(MODELS)}")
+        if self.depth not in DEPTHS:
+            raise ValueError(f"depth must be one of {', '.join(DEPTHS)}, got {self.depth!r}")
+        if self.depth == "continuous" and self.model not in CONTINUOUS_MODELS:
+            raise ValueError(
+                f"model {self.model!r} has a channel map between its layers, so it has no continuous-depth form; "
+                f"use depth='discrete' or one of {', '.join(CONTINUOUS_MODELS)}"
+            )
+        for name in ("num_layers", "hidden", "heads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "num_layers" else 1):
+                raise ValueError(f"{name} must be a {'non-negative' if name == 'num_layers' else 'positive'} int, got {value!r}")
+        if self.num_layers == 0 and self.model not in ("mlp",):
+            raise ValueError(f"num_layers must be >= 1 for model {self.model!r} (use model='mlp' for no propagation)")
+        if not (isinstance(self.tau, (int, float)) and math.isfinite(self.tau) and 0 < self.tau):
+            raise ValueError(f"tau must be a finite step size > 0, got {self.tau!r}")
+        if self.tau > 1 and self.model in ATTENTION_MODELS:
+            raise ValueError(
+                f"tau={self.tau} > 1 leaves explicit Euler's stability region for a row-stochastic diffusivity "
+                "(spectrum of S − I in [−2, 0] needs tau <= 1); choose tau in (0, 1]"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
+        if self.graph_weight is not None and not 0.0 < self.graph_weight < 1.0:
+            raise ValueError(f"graph_weight must lie in (0, 1), or be None to sum the graph term, got {self.graph_weight!r}")
+        if not 0.0 <= self.source_weight < 1.0:
+            raise ValueError(f"source_weight must lie in [0, 1), got {self.source_weight!r}")
+        if self.qk_norm not in QK_NORMS:
+            raise ValueError(f"qk_norm must be one of {', '.join(QK_NORMS)}, got {self.qk_norm!r}")
+        if self.method not in solvers.available_methods():
+            raise ValueError(f"unknown method {self.method!r}; valid methods: {', '.join(solvers.available_methods())}")
+        if not (isinstance(self.t1, (int, float)) and math.isfinite(self.t1) and self.t1 > 0):
+            raise ValueError(f"t1 (the integration time T) must be > 0, got {self.t1!r}")
+        if not self.is_adaptive:
+            if isinstance(self.n_steps, bool) or not isinstance(self.n_steps, int) or self.n_steps < 1:
+                raise ValueError(f"fixed-step method {self.method!r} needs n_steps >= 1, got {self.n_steps!r}")
+            if self.adjoint:
+                raise ValueError(f"adjoint=True needs an adaptive method such as dopri5, not {self.method!r}")
+
+    def solver_options(self) -> dict[str, object]:
+        """Options of :func:`solvers.solve` for the continuous block."""
+        if self.is_adaptive:
+            return {"rtol": self.rtol, "atol": self.atol, "adjoint": self.adjoint}
+        return {"n_steps": self.n_steps}
+
+    @property
+    def is_adaptive(self) -> bool:
+        return self.method not in solvers.fixed_step_methods()
+
+    def replace(self, **changes: object) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,118 @@
+"""Models: the MPNN stacks against PyG's layers (same weights, float64), the DIFFormer layer
+against its dense formula, continuous depth, and configuration errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch_geometric.data import Data
+from torch_geometric.nn import APPNP, GCNConv
+
+from diffusion_pde.models import ModelConfig, build_model
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def random_graph(n: int = 40, features: int = 12, classes: int = 3, seed: int = 0) -> Data:
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(0, n, (3 * n,), generator=g)
+    dst = torch.randint(0, n, (3 * n,), generator=g)
+    keep = src != dst
+    edge_index = torch.stack([torch.cat([src[keep], dst[keep]]), torch.cat([dst[keep], src[keep]])])
+    edge_index = torch.unique(edge_index, dim=1)
+    x = torch.rand(n, features, generator=g, dtype=torch.float64)
+    y = torch.arange(n) % classes
+    return Data(x=x, edge_index=edge_index, y=y, num_nodes=n)
+
+
+def test_gcn_model_is_two_pyg_gcnconv_layers():
+    data = random_graph()
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(model="gcn", num_layers=2, hidden=16, tau=1.0, dropout=0.5), data,
+                        dtype=torch.float64).eval()
+    conv1 = GCNConv(12, 16).double()
+    conv2 = GCNConv(16, 3).double()
+    with torch.no_grad():
+        conv1.lin.weight.copy_(model.encoder[1].weight)
+        conv1.bias.copy_(torch.randn(16, dtype=torch.float64))
+        model.diffusion.posts[0][0].bias.copy_(conv1.bias)
+        conv2.lin.weight.copy_(model.diffusion.posts[0][3].weight)
+        conv2.bias.copy_(torch.randn(3, dtype=torch.float64))
+        model.diffusion.posts[1].bias.copy_(conv2.bias)
+        expected = conv2(conv1(data.x, data.edge_index).relu(), data.edge_index)
+        assert (model(data.x) - expected).abs().max() < 1e-10
+
+
+def test_appnp_model_propagation_is_pyg_appnp():
+    data = random_graph(seed=1)
+    model = build_model(ModelConfig(model="appnp", num_layers=10, hidden=8, tau=1.0, source_weight=0.1), data,
+                        dtype=torch.float64).eval()
+    with torch.no_grad():
+        h = model.encoder(data.x)
+        expected = APPNP(K=10, alpha=0.1)(h, data.edge_index)
+        assert (model(data.x) - expected).abs().max() < 1e-10
+
+
+@pytest.mark.parametrize("graph_weight", [None, 0.3])
+@pytest.mark.parametrize("qk_norm", ["row", "global"])
+def test_difformer_layer_is_euler_step_of_dense_formula(graph_weight, qk_norm):
+    data = random_graph(seed=2)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(num_layers=2, hidden=8, tau=0.4, graph_weight=graph_weight, qk_norm=qk_norm,
+                                    dropout=0.0), data, dtype=torch.float64).eval()
+    with torch.no_grad():
+        z = model.encoder(data.x)
+        prop = model.diffusion.blocks[0].field.diffusivity
+        s_attn = prop.attention.dense(z)
+        a_hat = prop.graph.dense()
+        c_attn, c_graph = (1.0, 1.0) if graph_weight is None else (1 - graph_weight, graph_weight)
+        expected = model.diffusion.posts[0]((1 - 0.4) * z + 0.4 * (c_attn * s_attn @ z + c_graph * a_hat @ z))
+        assert (model.diffusion.states(z)[1] - expected).abs().max() < 1e-10
+
+
+def test_every_model_builds_and_gives_logits():
+    data = random_graph(seed=3)
+    for name, extra in [("difformer_s", {}), ("difformer_a", {}), ("transformer", {}), ("gat", {"heads": 2, "tau": 1.0}),
+                        ("gcn", {"tau": 1.0}), ("sgc", {"tau": 1.0}), ("appnp", {"tau": 1.0}), ("mlp", {"num_layers": 0})]:
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(model=name, num_layers=extra.pop("num_layers", 2), hidden=8, **extra),
+                            data.clone().apply(lambda t: t.float() if t.is_floating_point() else t))
+        logits = model(data.x.float())
+        assert logits.shape == (40, 3) and torch.isfinite(logits).all(), name
+        logits.sum().backward()
+
+
+def test_continuous_model_can_be_evaluated_with_another_solver():
+    data = random_graph(seed=4)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(depth="continuous", method="rk4", n_steps=4, t1=2.0, hidden=8, dropout=0.0),
+                        data, dtype=torch.float64).eval()
+    with torch.no_grad():
+        rk4 = model(data.x)
+        with model.diffusion.with_solver("euler", n_steps=2):
+            euler = model(data.x)
+        with model.diffusion.with_solver("dopri5", rtol=1e-9, atol=1e-11):
+            dopri = model(data.x)
+        assert model.diffusion.block.method == "rk4"
+        assert (model(data.x) - rk4).abs().max() == 0
+    assert (euler - rk4).abs().max() > 1e-4          # a coarse Euler solve is visibly different
+    assert (dopri - rk4).abs().max() < 1e-3          # rk4 with 4 steps is close to the exact flow
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"model": "resnet"}, "unknown model"),
+    ({"depth": "deep"}, "depth must be"),
+    ({"model": "gcn", "depth": "continuous"}, "no continuous-depth form"),
+    ({"tau": 1.5}, "stability region"),
+    ({"tau": -0.1}, "tau must be"),
+    ({"dropout": 1.0}, "dropout must lie"),
+    ({"graph_weight": 1.0}, "graph_weight must lie"),
+    ({"source_weight": 1.0}, "source_weight must lie"),
+    ({"qk_norm": "l2"}, "qk_norm must be"),
+    ({"depth": "continuous", "method": "rk5"}, "unknown method"),
+    ({"depth": "continuous", "method": "rk4", "adjoint": True}, "adjoint=True needs an adaptive"),
+    ({"num_layers": 0}, "num_layers must be >= 1"),
+])
+def test_bad_configurations_are_named(changes, match):
+    with pytest.raises(ValueError, match=match):
+        ModelConfig(**changes)
