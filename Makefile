@@ -1,5 +1,5 @@
 # Two commands for a fresh machine with Python >= 3.10 and make:
-#   make run    set up .venv, then diffuse the embedded Cora with euler, rk4 and dopri5
+#   make run    set up .venv, then train the default DIFFormer-s on the embedded Cora (one run)
 #   make test   set up .venv, then run the test suite (fast profile; slow/gpu markers skipped)
 # TORCH_SPEC overrides the torch requirement (default: the CPU build torch==2.13.0); a torch that
 # the environment already has is kept (the venv sees the system site-packages).
@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 run: setup
-	$(BIN)/diffusion-pde solve --dataset cora --method euler rk4 dopri5
+	$(BIN)/diffusion-pde train --dataset cora --model difformer_s --out runs/make-run --overwrite --plot
 
 test: setup
 	$(BIN)/python -m pytest
