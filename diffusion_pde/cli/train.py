@@ -5,7 +5,6 @@ validation epoch as mean ± std, with checkpoints, resume, JSON/CSV metrics and 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 from typing import Any
 

@@ -22,6 +22,8 @@ from typing import Any, Callable, Sequence
 import torch
 from torch_geometric.data import Data
 
+import solvers
+
 from ..data import DATASETS, Split, load_dataset, mask_split, random_split
 from ..models import ModelConfig, NodeClassifier, build_model
 from .checkpoint import write_json_atomic, write_text_atomic
@@ -46,7 +48,6 @@ def parse_solver(spec: str) -> tuple[str, dict[str, Any]]:
     """``"euler:16"`` → ("euler", {"n_steps": 16}); ``"dopri5"`` → ("dopri5", {}) (tolerances:
     ``"dopri5:1e-5"`` sets rtol, atol = rtol / 100)."""
     method, _, arg = spec.partition(":")
-    import solvers
     if method not in solvers.available_methods():
         raise ValueError(f"unknown method {method!r} in {spec!r}; valid methods: {', '.join(solvers.available_methods())}")
     adaptive = method not in solvers.fixed_step_methods()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -223,7 +224,6 @@ def stored_result(run_dir: str | Path, model: NodeClassifier, config: TrainConfi
     path = run_dir / "result.json"
     if not path.exists() or not (run_dir / "last.pt").exists():
         return None
-    import json
     stored = json.loads(path.read_text())
     if stored.pop("fingerprint") != _fingerprint(model, config, split, seed):
         return None
