@@ -122,8 +122,11 @@ def test_early_stopping_and_presets():
     assert result.stopped_early and result.epochs_run == result.best_epoch + 5
     model, train = resolve("citeseer", "difformer_a", "paper")
     assert (model.num_layers, model.hidden, train.weight_decay, model.dropout) == (4, 32, 1.0, 0.2)
-    model, train = resolve("cora", "difformer_s", "paper", qk_norm="global", epochs=7)
-    assert (model.num_layers, model.tau, model.qk_norm, train.epochs, train.lr) == (8, 0.5, "global", 7, 1e-3)
+    model, train = resolve("cora", "difformer_s", "paper")
+    assert (model.num_layers, model.tau, model.qk_norm, model.graph_weight, model.value_proj, model.source_weight) == (
+        8, 0.5, "global", None, False, 0.1)
+    model, train = resolve("cora", "difformer_s", "paper", qk_norm="row", source_weight=0.0, epochs=7)
+    assert (model.qk_norm, model.source_weight, train.epochs, train.lr) == ("row", 0.0, 7, 1e-3)
     with pytest.raises(ValueError, match="no paper preset"):
         resolve("chameleon", "difformer_s", "paper")
     with pytest.raises(ValueError, match="patience must be"):
