@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 run: setup
-	$(BIN)/diffusion-pde train --dataset cora --model difformer_s --out runs/make-run --overwrite --plot
+	$(BIN)/diffusion-pde train --dataset cora --model difformer_s --preset paper --out runs/make-run --overwrite --plot
 
 test: setup
 	$(BIN)/python -m pytest
