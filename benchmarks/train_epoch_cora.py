@@ -6,8 +6,8 @@ settings ``diffusion-pde train`` uses (the paper preset for DIFFormer, each base
 settings). Every model runs in a fresh subprocess, so that its peak memory is its own:
 
 * time per epoch: the median over the epochs after the first ``--warmup``;
-* peak memory: on CPU the growth of the process's peak resident set from just before the model
-  is built to the end of training (dataset excluded); on CUDA ``torch.cuda.max_memory_allocated``
+* peak memory: on CPU the growth of the process's peak resident set (reset just before the model
+  is built) over the training, dataset excluded; on CUDA ``torch.cuda.max_memory_allocated``
   over the training (dataset included, as it lives on the device).
 
 The PyG reference (two ``GCNConv`` layers, ``benchmarks/pyg_gcn_reference.py``) is timed the
@@ -44,8 +44,27 @@ MODELS = [
 REFERENCE = "PyG GCNConv reference"
 
 
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        return next(float(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
+
+
+def _start_peak_rss() -> float:
+    """Reset the process's peak resident set to its current size (Linux: ``clear_refs`` 5) and
+    return that size in MB; elsewhere fall back to the lifetime peak."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _status_mb("VmRSS")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        return _status_mb("VmHWM")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(model: str, extra: dict, epochs: int, warmup: int, device: str) -> dict:
@@ -61,7 +80,7 @@ def measure(model: str, extra: dict, epochs: int, warmup: int, device: str) -> d
     split = make_split(data, "random", 0)
     preset = "paper" if model.startswith("difformer") else None
     model_config, train_config = resolve("cora", model, preset, epochs=epochs, **extra)
-    before = _peak_rss_mb()
+    before = _start_peak_rss()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     torch.manual_seed(0)
@@ -87,7 +106,7 @@ def measure_reference(epochs: int, warmup: int, device: str) -> dict:
     dev = torch.device(device)
     data = load_dataset("cora").to(dev)
     split = make_split(data, "random", 0).to(dev)
-    before = _peak_rss_mb()
+    before = _start_peak_rss()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     torch.manual_seed(0)
