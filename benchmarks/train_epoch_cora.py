@@ -24,7 +24,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -67,38 +66,9 @@ def _peak_rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(model: str, extra: dict, epochs: int, warmup: int, device: str) -> dict:
-    """Runs in the child process: time per epoch, peak memory and parameter count of one model."""
+def _prepare(device: str):
+    """Cora and its random split 0 on ``device``; then the peak-memory counter is started."""
     import torch
-
-    from diffusion_pde.data import load_dataset
-    from diffusion_pde.models import build_model
-    from diffusion_pde.training import make_split, resolve, train_run
-
-    dev = torch.device(device)
-    data = load_dataset("cora").to(dev)
-    split = make_split(data, "random", 0)
-    preset = "paper" if model.startswith("difformer") else None
-    model_config, train_config = resolve("cora", model, preset, epochs=epochs, **extra)
-    before = _start_peak_rss()
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-    torch.manual_seed(0)
-    net = build_model(model_config, data).to(dev)
-    result = train_run(net, data, split, train_config, seed=0, progress=False)
-    seconds = [row["seconds"] for row in result.history[warmup:]]
-    peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else _peak_rss_mb() - before
-    return {"seconds": statistics.median(seconds), "peak_mb": peak,
-            "params": sum(p.numel() for p in net.parameters())}
-
-
-def measure_reference(epochs: int, warmup: int, device: str) -> dict:
-    """The PyG GCN of ``pyg_gcn_reference.py``, timed per epoch like ``train_run`` times ours."""
-    import torch
-    import torch.nn.functional as F
-
-    sys.path.insert(0, str(HERE))
-    from pyg_gcn_reference import ReferenceGCN
 
     from diffusion_pde.data import load_dataset
     from diffusion_pde.training import make_split
@@ -106,28 +76,44 @@ def measure_reference(epochs: int, warmup: int, device: str) -> dict:
     dev = torch.device(device)
     data = load_dataset("cora").to(dev)
     split = make_split(data, "random", 0).to(dev)
-    before = _start_peak_rss()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
+    return dev, data, split, _start_peak_rss()
+
+
+def _peak_mb(dev, before: float) -> float:
+    import torch
+
+    return torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else _peak_rss_mb() - before
+
+
+def measure(model: str, extra: dict, epochs: int, warmup: int, device: str) -> dict:
+    """Runs in the child process: time per epoch, peak memory and parameter count of one model."""
+    import torch
+
+    from diffusion_pde.models import build_model
+    from diffusion_pde.training import resolve, train_run
+
+    preset = "paper" if model.startswith("difformer") else None
+    model_config, train_config = resolve("cora", model, preset, epochs=epochs, **extra)
+    dev, data, split, before = _prepare(device)
     torch.manual_seed(0)
-    net = ReferenceGCN(data.num_features, 64, int(data.y.max()) + 1).to(dev)
-    optimizer = torch.optim.Adam(net.parameters(), lr=0.01, weight_decay=5e-4)
-    seconds = []
-    for _ in range(epochs):
-        tick = time.perf_counter()
-        net.train()
-        optimizer.zero_grad()
-        F.cross_entropy(net(data.x, data.edge_index)[split.train], data.y[split.train]).backward()
-        optimizer.step()
-        net.eval()
-        with torch.no_grad():
-            net(data.x, data.edge_index).argmax(-1)
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        seconds.append(time.perf_counter() - tick)
-    peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else _peak_rss_mb() - before
-    return {"seconds": statistics.median(seconds[warmup:]), "peak_mb": peak,
+    net = build_model(model_config, data).to(dev)
+    result = train_run(net, data, split, train_config, seed=0, progress=False)
+    seconds = [row["seconds"] for row in result.history[warmup:]]
+    return {"seconds": statistics.median(seconds), "peak_mb": _peak_mb(dev, before),
             "params": sum(p.numel() for p in net.parameters())}
+
+
+def measure_reference(epochs: int, warmup: int, device: str) -> dict:
+    """The PyG GCN of ``pyg_gcn_reference.py`` (its own training loop), timed per epoch."""
+    sys.path.insert(0, str(HERE))
+    from pyg_gcn_reference import ReferenceGCN, train_reference
+
+    dev, data, split, before = _prepare(device)
+    _, seconds = train_reference(data, split, seed=0, epochs=epochs)
+    params = sum(p.numel() for p in ReferenceGCN(data.num_features, 64, int(data.y.max()) + 1).parameters())
+    return {"seconds": statistics.median(seconds[warmup:]), "peak_mb": _peak_mb(dev, before), "params": params}
 
 
 def run_child(call: str) -> dict:
