@@ -36,6 +36,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--heads", type=int, default=None, help="attention heads")
     m.add_argument("--tau", type=float, default=None, help="Euler step of a discrete layer: Z <- (1-tau) Z + tau P(Z)")
     m.add_argument("--dropout", type=float, default=None)
+    m.add_argument("--input-dropout", type=float, default=None,
+                   help="attention models and mlp: dropout on the input features, before the encoder")
     m.add_argument("--graph", dest="use_graph", action=argparse.BooleanOptionalAction, default=None,
                    help="add the input graph's GCN term to the attention")
     m.add_argument("--graph-weight", type=float, default=None, metavar="W",
@@ -66,7 +68,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
 
 
-SETTING_FLAGS = ("depth", "num_layers", "hidden", "heads", "tau", "dropout", "use_graph", "graph_weight", "source_weight",
+SETTING_FLAGS = ("depth", "num_layers", "hidden", "heads", "tau", "dropout", "input_dropout", "use_graph", "graph_weight", "source_weight",
                  "qk_norm", "value_proj", "layer_norm", "method", "t1", "n_steps", "rtol", "atol", "adjoint", "epochs",
                  "lr", "weight_decay", "patience", "checkpoint_every")
 

@@ -6,12 +6,12 @@ sits around the steps. With Â = D̃^{-1/2}(A + I)D̃^{-1/2}:
 
 | model | encoder | diffusion (per layer: step, then post) | decoder |
 |---|---|---|---|
-| difformer_s/a, transformer | Linear, LayerNorm, ReLU, dropout | Z ← (1 − τ)Z + τ P(Z); LayerNorm, dropout | Linear |
+| difformer_s/a, transformer | [input dropout], Linear, LayerNorm, ReLU, dropout | Z ← (1 − τ)Z + τ P(Z); LayerNorm, dropout | Linear |
 | gcn | dropout, W₀ | τ = 1 step of Â; bias, ReLU, dropout, W_k (last: bias) | — |
 | gat | dropout, W₀ | τ = 1 step of GAT attention; bias, ELU, dropout, W_k (last: bias) | — |
 | sgc | — | K steps of Â, nothing between | Linear |
 | appnp | dropout, Linear, ReLU, dropout, Linear | K steps of Â with source weight α | — |
-| mlp | Linear, LayerNorm, ReLU, dropout | none | Linear |
+| mlp | [input dropout], Linear, LayerNorm, ReLU, dropout | none | Linear |
 
 Because S acts on rows and a channel map W on columns, Â(ZW) + b is exactly PyG's ``GCNConv``
 (and the GAT stack is ``GATConv`` without attention dropout), so these stacks are the familiar
@@ -81,6 +81,13 @@ def _zero_bias_linear(fan_in: int, fan_out: int, dtype: torch.dtype) -> nn.Linea
     return lin
 
 
+def _feature_encoder(config: ModelConfig, in_channels: int, norm: nn.Module, dtype: torch.dtype) -> nn.Sequential:
+    """Z⁰ = dropout(ReLU(norm(drop_in(X) W + b))); ``drop_in`` (``input_dropout``) is left out at 0."""
+    layers = [nn.Dropout(config.input_dropout)] if config.input_dropout > 0 else []
+    layers += [_zero_bias_linear(in_channels, config.hidden, dtype), norm, nn.ReLU(), nn.Dropout(config.dropout)]
+    return nn.Sequential(*layers)
+
+
 def _graph_operator(data: Data, dtype: torch.dtype) -> Diffusivity:
     return diffusivity_for("gcn", graph=data, dtype=dtype)
 
@@ -88,7 +95,7 @@ def _graph_operator(data: Data, dtype: torch.dtype) -> Diffusivity:
 def _attention_model(config: ModelConfig, data: Data, in_channels: int, num_classes: int, dtype: torch.dtype):
     hidden = config.hidden
     norm = (lambda: nn.LayerNorm(hidden, dtype=dtype)) if config.layer_norm else nn.Identity
-    encoder = nn.Sequential(_zero_bias_linear(in_channels, hidden, dtype), norm(), nn.ReLU(), nn.Dropout(config.dropout))
+    encoder = _feature_encoder(config, in_channels, norm(), dtype)
     graph = _graph_operator(data, dtype) if config.use_graph else None
     attention_params = {"heads": config.heads}
     if config.model != "transformer":
@@ -173,8 +180,8 @@ def _appnp(config: ModelConfig, data: Data, in_channels: int, num_classes: int, 
 
 def _mlp(config: ModelConfig, data: Data, in_channels: int, num_classes: int, dtype: torch.dtype):
     norm = nn.LayerNorm(config.hidden, dtype=dtype) if config.layer_norm else nn.Identity()
-    encoder = nn.Sequential(_zero_bias_linear(in_channels, config.hidden, dtype), norm, nn.ReLU(), nn.Dropout(config.dropout))
-    return encoder, DiscreteDiffusion([], config.tau, []), nn.Linear(config.hidden, num_classes, dtype=dtype)
+    decoder = nn.Linear(config.hidden, num_classes, dtype=dtype)
+    return _feature_encoder(config, in_channels, norm, dtype), DiscreteDiffusion([], config.tau, []), decoder
 
 
 _BUILDERS = {"gcn": _mpnn, "gat": _mpnn, "sgc": _sgc, "appnp": _appnp, "mlp": _mlp,

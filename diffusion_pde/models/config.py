@@ -14,6 +14,7 @@ MODELS = ("difformer_s", "difformer_a", "transformer", "gat", "gcn", "sgc", "app
 ATTENTION_MODELS = ("difformer_s", "difformer_a", "transformer")
 CONTINUOUS_MODELS = ATTENTION_MODELS + ("sgc", "appnp")
 DEPTHS = ("discrete", "continuous")
+INPUT_DROPOUT_MODELS = ATTENTION_MODELS + ("mlp",)
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,9 @@ class ModelConfig:
     summed (``graph_weight=None``, the authors' code) or mixed with weight w ∈ (0, 1).
     ``source_weight`` μ ∈ [0, 1) is the source term μ(Z⁰ − Z) (APPNP's α). ``qk_norm`` row (the
     paper) or global (the authors' code); ``value_proj`` a per-layer W_v; ``layer_norm`` after the
-    encoder and every layer.
+    encoder and every layer. ``input_dropout`` drops input features before the encoder's Linear
+    (models whose encoder starts with a Linear: the attention models and ``mlp``; GCN, GAT and
+    APPNP already drop their input with ``dropout``).
     """
 
     model: str = "difformer_s"
@@ -36,6 +39,7 @@ class ModelConfig:
     heads: int = 1
     tau: float = 0.5
     dropout: float = 0.2
+    input_dropout: float = 0.0
     use_graph: bool = True
     graph_weight: float | None = None
     source_weight: float = 0.0
@@ -74,6 +78,14 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
+        if not 0.0 <= self.input_dropout < 1.0:
+            raise ValueError(f"input_dropout must lie in [0, 1), got {self.input_dropout!r}")
+        if self.input_dropout > 0 and self.model not in INPUT_DROPOUT_MODELS:
+            raise ValueError(
+                f"input_dropout applies to {', '.join(INPUT_DROPOUT_MODELS)}; model {self.model!r} "
+                + ("has no encoder to drop features before" if self.model == "sgc" else "already drops its input features with dropout")
+                + ", so leave input_dropout at 0"
+            )
         if self.graph_weight is not None and not 0.0 < self.graph_weight < 1.0:
             raise ValueError(f"graph_weight must lie in (0, 1), or be None to sum the graph term, got {self.graph_weight!r}")
         if not 0.0 <= self.source_weight < 1.0:

@@ -106,6 +106,9 @@ def test_continuous_model_can_be_evaluated_with_another_solver():
     ({"tau": 1.5}, "stability region"),
     ({"tau": -0.1}, "tau must be"),
     ({"dropout": 1.0}, "dropout must lie"),
+    ({"input_dropout": -0.1}, "input_dropout must lie"),
+    ({"model": "gcn", "input_dropout": 0.5}, "already drops its input"),
+    ({"model": "sgc", "input_dropout": 0.5}, "no encoder"),
     ({"graph_weight": 1.0}, "graph_weight must lie"),
     ({"source_weight": 1.0}, "source_weight must lie"),
     ({"qk_norm": "l2"}, "qk_norm must be"),
@@ -116,3 +119,24 @@ def test_continuous_model_can_be_evaluated_with_another_solver():
 def test_bad_configurations_are_named(changes, match):
     with pytest.raises(ValueError, match=match):
         ModelConfig(**changes)
+
+
+@pytest.mark.parametrize("model", ["difformer_s", "mlp"])
+def test_input_dropout_drops_features_before_the_encoder(model):
+    """The encoder's Linear sees X with each entry zeroed with probability p and the rest scaled by
+    1/(1-p) in training mode, and X itself in evaluation mode."""
+    data = random_graph(n=400, features=50)
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(model=model, num_layers=1, hidden=8, input_dropout=0.4, dropout=0.0), data,
+                      dtype=torch.float64)
+    linear = next(m for m in net.encoder if isinstance(m, torch.nn.Linear))
+    seen = []
+    linear.register_forward_hook(lambda mod, inputs, out: seen.append(inputs[0].detach()))
+    net.eval()
+    net(data.x)
+    assert torch.equal(seen[-1], data.x)
+    net.train()
+    net(data.x)
+    kept = seen[-1] != 0
+    assert abs(1 - kept.double().mean().item() - 0.4) < 0.02
+    assert torch.allclose(seen[-1][kept], data.x[kept] / 0.6)

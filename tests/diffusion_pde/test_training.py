@@ -123,8 +123,10 @@ def test_early_stopping_and_presets():
     model, train = resolve("citeseer", "difformer_a", "paper")
     assert (model.num_layers, model.hidden, train.weight_decay, model.dropout) == (4, 32, 1.0, 0.2)
     model, train = resolve("cora", "difformer_s", "paper")
-    assert (model.num_layers, model.tau, model.qk_norm, model.graph_weight, model.value_proj, model.source_weight) == (
-        8, 0.5, "global", None, False, 0.1)
+    assert (model.num_layers, model.tau, model.qk_norm, model.graph_weight, model.value_proj, model.source_weight,
+            model.input_dropout) == (8, 0.5, "global", None, False, 0.1, 0.5)
+    model, train = resolve("cora", "difformer_a", "paper")
+    assert (model.dropout, model.input_dropout, train.weight_decay) == (0.0, 0.0, 0.1)
     model, train = resolve("cora", "difformer_s", "paper", qk_norm="row", source_weight=0.0, epochs=7)
     assert (model.qk_norm, model.source_weight, train.epochs, train.lr) == ("row", 0.0, 7, 1e-3)
     with pytest.raises(ValueError, match="no paper preset"):
