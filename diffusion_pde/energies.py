@@ -33,6 +33,16 @@ def dirichlet_energy(z: torch.Tensor, diffusivity: Diffusivity) -> torch.Tensor:
     return torch.einsum("n,...nd,...nd->...", measure, z, residual)
 
 
+def normalised_dirichlet_energy(z: torch.Tensor, diffusivity: Diffusivity) -> torch.Tensor:
+    """e(Z) = ⟨Z, (I − S)Z⟩_m / ⟨Z, Z⟩_m, scale-free, in [0, 2) for a row-stochastic S.
+
+    With ``random_walk`` (m = d̃) it is ½ Σ_ij Ã_ij ‖z_i − z_j‖² / Σ_i d̃_i ‖z_i‖², which is 0 exactly
+    when Z is constant on every connected component: the over-smoothed limit of row-stochastic
+    diffusion. (With ``gcn`` a constant state keeps energy 1 − 1ᵀÂ1/N > 0, since Â fixes D̃^{1/2}1.)"""
+    measure = diffusivity.node_measure()
+    return dirichlet_energy(z, diffusivity) / torch.einsum("n,...nd,...nd->...", measure, z, z)
+
+
 def energy(
     z: torch.Tensor,
     z_prev: torch.Tensor,

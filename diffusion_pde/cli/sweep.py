@@ -3,12 +3,13 @@ term, and the Dirichlet energy of the final states — over-smoothing made visib
 
 For every (L, tau, mu) it trains the model (``--splits`` × ``--runs``) and measures, at
 initialisation and after training, the normalised Dirichlet energy of the final hidden states
-Z^L with respect to the graph's GCN operator Â,
+Z^L with respect to the graph's random-walk operator D̃⁻¹Ã,
 
-    e(Z) = tr(Zᵀ (I − Â) Z) / tr(Zᵀ Z)  ∈ [0, 2),
+    e(Z) = ½ Σ_ij Ã_ij ‖z_i − z_j‖² / Σ_i d̃_i ‖z_i‖²  ∈ [0, 2),
 
-which goes to 0 when all nodes carry the same state (over-smoothing) and stays away from 0
-when the source term mu (Z⁰ − Z) keeps the states tied to the encoder's output.
+which is 0 exactly when all nodes (of a connected component) carry the same state, the
+over-smoothed limit, and stays away from 0 when the source term mu (Z⁰ − Z) keeps the states
+tied to the encoder's output.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 
 from ..data import load_dataset
 from ..diffusivities import diffusivity_for
-from ..energies import dirichlet_energy
+from ..energies import normalised_dirichlet_energy
 from ..models import NodeClassifier, build_model
 from ..training import run_experiment
 from ..training.checkpoint import write_json_atomic
@@ -49,17 +50,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def normalised_energy(model: NodeClassifier, x: torch.Tensor, graph_operator) -> list[float]:
-    """e(Z^k) = tr(Zᵀ(I − Â)Z) / tr(ZᵀZ) for every hidden state Z^0..Z^L (eval mode)."""
+    """e(Z^k) for every hidden state Z^0..Z^L (eval mode), ``graph_operator`` = ``random_walk``."""
     model.eval()
     with torch.no_grad():
-        return [float(dirichlet_energy(z, graph_operator) / z.pow(2).sum()) for z in model.states(x)]
+        return [float(normalised_dirichlet_energy(z, graph_operator)) for z in model.states(x)]
 
 
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     split = args.split or default_split(args.dataset)
     data = load_dataset(args.dataset, root=args.root, geom_gcn=split == "geom-gcn").to(device)
-    graph_operator = diffusivity_for("gcn", graph=data).to(device)
+    graph_operator = diffusivity_for("random_walk", graph=data).to(device)
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not (args.resume or args.overwrite):
         raise ValueError(f"{out} already holds results: pass --resume to continue them or --overwrite to start over")
@@ -106,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+ROUND_OFF = 1e-8  # float32 states: energies below this are round-off (they can even come out negative)
+
+
 def plot_sweep(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     """Test accuracy and final-state energy versus depth: one line per tau, solid without and
     dashed with the source term."""
@@ -121,12 +125,16 @@ def plot_sweep(rows: list[dict[str, Any]], path: Path, title: str) -> None:
         style = dict(color=colours[tau], ls="-" if mu == 0 else "--", marker="o", ms=3, label=f"tau={tau:g}, mu={mu:g}")
         depths = [r["layers"] for r in sel]
         ax_acc.plot(depths, [r["test_mean"] for r in sel], **style)
-        ax_init.plot(depths, [max(r["energy_init"], 1e-16) for r in sel], **style)
-        ax_trained.plot(depths, [max(r["energy_trained"], 1e-16) for r in sel], **style)
+        ax_init.plot(depths, [max(r["energy_init"], ROUND_OFF) for r in sel], **style)
+        ax_trained.plot(depths, [max(r["energy_trained"], ROUND_OFF) for r in sel], **style)
     ax_acc.set(xscale="log", xlabel="layers L", ylabel="test accuracy [%]", title="accuracy")
     ax_init.set(xscale="log", yscale="log", xlabel="layers L", ylabel="e(Z^L)", title="Dirichlet energy at initialisation")
     ax_trained.set(xscale="log", yscale="log", xlabel="layers L", ylabel="e(Z^L)", title="Dirichlet energy after training")
+    for ax in (ax_init, ax_trained):
+        ax.axhline(ROUND_OFF, color="grey", ls=":", lw=1)
+        ax.text(min(r["layers"] for r in rows), ROUND_OFF * 2, "float32 round-off (values at or below this line)", fontsize=7, color="grey")
     for ax in (ax_acc, ax_init, ax_trained):
+        ax.minorticks_off()
         ax.set_xticks(sorted({r["layers"] for r in rows}), [str(d) for d in sorted({r["layers"] for r in rows})])
     ax_acc.legend(fontsize=7)
     fig.suptitle(f"{title}: solid = no source term, dashed = source term")

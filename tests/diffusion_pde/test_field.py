@@ -9,7 +9,8 @@ import scipy.linalg
 import torch
 
 import solvers
-from diffusion_pde import DiffusionBlock, DiffusionField, diffusivity, dirichlet_energy, exact_solution
+from diffusion_pde import (DiffusionBlock, DiffusionField, diffusivity, dirichlet_energy, exact_solution,
+                           normalised_dirichlet_energy)
 
 
 
@@ -207,6 +208,22 @@ def test_dirichlet_energy_random_walk_is_edge_sum(seed):
     # Zero exactly on constants.
     const = torch.full((10, 3), -1.7, dtype=torch.float64)
     assert abs(float(dirichlet_energy(const, op))) < 1e-12
+
+
+def test_normalised_dirichlet_energy_is_scale_free_and_zero_only_on_constants():
+    op, _, a_tilde = make("random_walk", seed=4)
+    d = a_tilde.sum(1)
+    z = randn(10, 3, seed=60)
+    diff = z[:, None, :] - z[None, :, :]
+    expected = 0.5 * (a_tilde * (diff**2).sum(-1)).sum() / (d[:, None] * z**2).sum()
+    torch.testing.assert_close(normalised_dirichlet_energy(z, op), expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(normalised_dirichlet_energy(7.5 * z, op), expected, rtol=1e-12, atol=1e-12)
+    assert 0 < float(expected) < 2
+    const = torch.full((10, 3), 2.3, dtype=torch.float64)
+    assert abs(float(normalised_dirichlet_energy(const, op))) < 1e-12
+    # The symmetric GCN operator fixes D̃^{1/2}1, not constants: a constant state keeps energy.
+    gcn, _, _ = make("gcn", seed=4)
+    assert float(normalised_dirichlet_energy(const, gcn)) > 1e-3
 
 
 @pytest.mark.parametrize("name", NAMES)
