@@ -62,7 +62,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--split", default=None, choices=SPLIT_KINDS,
                    help="random (20 per class, 500 val, 1000 test; default for cora/citeseer/pubmed), public, "
                         "geom-gcn (10 fixed 60/20/20 splits; default elsewhere) or fixed")
-    t.add_argument("--splits", type=int, default=1, help="number of splits K (random: split seeds 0..K-1)")
+    t.add_argument("--splits", type=int, default=1, help="number of splits K (random: split seeds F..F+K-1)")
+    t.add_argument("--first-split", type=int, default=0, metavar="F",
+                   help="index of the first split; e.g. tune on --first-split 10, report on 0..K-1")
     t.add_argument("--runs", type=int, default=1, help="initialisations R per split")
     t.add_argument("--seed", type=int, default=0, help="run r on split s uses torch seed SEED + 1000 s + r")
     t.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
@@ -108,11 +110,13 @@ def run(args: argparse.Namespace) -> int:
     log = (lambda line: None) if (args.quiet or args.json) else print
     log(f"{args.dataset}: {args.model} ({model_config.depth}, {model_config.num_layers} layers, hidden "
         f"{model_config.hidden}, tau {model_config.tau}), {train_config.epochs} epochs, lr {train_config.lr}, "
-        f"weight decay {train_config.weight_decay}; {args.splits} {split} split(s) x {args.runs} run(s) on {device}")
+        f"weight decay {train_config.weight_decay}; {args.splits} {split} split(s) from index {args.first_split} x "
+        f"{args.runs} run(s) on {device}")
     kept: list[Any] = []
     payload = run_experiment(
-        args.dataset, model_config, train_config, split=split, splits=args.splits, runs=args.runs, seed=args.seed,
-        root=args.root, device=device, out=out, resume=args.resume, overwrite=args.overwrite,
+        args.dataset, model_config, train_config, split=split, splits=args.splits, runs=args.runs,
+        first_split=args.first_split, seed=args.seed, root=args.root, device=device, out=out, resume=args.resume,
+        overwrite=args.overwrite,
         progress=False if args.quiet else None, eval_solvers=args.eval_solvers, log=log,
         on_run=lambda result, model, node_split: kept.append((result, model, node_split)),
     )

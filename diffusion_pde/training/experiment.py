@@ -1,7 +1,8 @@
 """Experiments: a model trained on K splits × R initialisations, aggregated and written out.
 
-Seeds: split s of kind ``random`` is drawn with split seed s (s = 0..K−1); the fixed splits
-(``geom-gcn``, ``fixed``) are taken in order. Run r on split s initialises (and draws dropout)
+Seeds: split s of kind ``random`` is drawn with split seed s (s = F..F+K−1, F = ``first_split``,
+0 by default); the fixed splits (``geom-gcn``, ``fixed``) are taken in order from index F. A
+non-zero F keeps splits for tuning apart from the splits that are reported. Run r on split s initialises (and draws dropout)
 from torch seed ``seed + 1000 s + r``, so every (split, run) is reproducible on its own.
 Outputs under ``out``: ``results.json`` (settings, every (split, run) result, the means),
 ``results.csv`` (one row per run) and ``split{s}/run{r}/`` with ``history.csv``, ``last.pt``,
@@ -122,6 +123,7 @@ def run_experiment(
     split: str = "random",
     splits: int = 1,
     runs: int = 1,
+    first_split: int = 0,
     seed: int = 0,
     root: str | Path | None = None,
     device: torch.device | str = "cpu",
@@ -133,12 +135,15 @@ def run_experiment(
     log: Callable[[str], None] = print,
     on_run: Callable[[RunResult, NodeClassifier, Split], None] | None = None,
 ) -> dict[str, Any]:
-    """Train on ``splits`` splits × ``runs`` initialisations; return (and write) the results.
+    """Train on ``splits`` splits (indices ``first_split`` onwards) × ``runs`` initialisations;
+    return (and write) the results.
 
     ``on_run(result, model, split)`` sees every finished run with the model at its best epoch."""
     for name, value in (("splits", splits), ("runs", runs)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if isinstance(first_split, bool) or not isinstance(first_split, int) or first_split < 0:
+        raise ValueError(f"first_split must be an int >= 0, got {first_split!r}")
     device = torch.device(device)
     data = dataset if isinstance(dataset, Data) else load_dataset(dataset, root=root, geom_gcn=split == "geom-gcn")
     data = data.to(device)
@@ -150,7 +155,7 @@ def run_experiment(
 
     results: list[RunResult] = []
     started = time.perf_counter()
-    for s in range(splits):
+    for s in range(first_split, first_split + splits):
         node_split = make_split(data, split, s)
         for r in range(runs):
             run_seed = seed + 1000 * s + r
@@ -175,7 +180,7 @@ def run_experiment(
 
     payload = {
         "dataset": data.name, "num_nodes": int(data.num_nodes), "split": split, "splits": splits, "runs": runs,
-        "seed": seed, "device": str(device), "model": dataclasses.asdict(model_config),
+        "first_split": first_split, "seed": seed, "device": str(device), "model": dataclasses.asdict(model_config),
         "train": dataclasses.asdict(train_config), "summary": summarise(results),
         "results": [r.summary() for r in results], "wall_seconds": time.perf_counter() - started,
     }

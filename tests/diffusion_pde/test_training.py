@@ -150,6 +150,14 @@ def test_train_command_writes_results_and_resumes(tmp_path, capsys):
     assert main(args + ["--resume"]) == 0
     assert json.loads(capsys.readouterr().out)["summary"] == payload["summary"]   # stored results, not retrained
 
+    # --first-split 1 trains split 1 alone, with the seed it had as the second of two splits
+    assert main(["train", "--model", "gcn", "--epochs", "3", "--splits", "1", "--first-split", "1",
+                 "--out", str(tmp_path / "offset"), "--quiet", "--json"]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert alone["first_split"] == 1 and (tmp_path / "offset" / "split1" / "run0" / "best.pt").exists()
+    timeless = lambda result: {k: v for k, v in result.items() if k != "seconds_per_epoch"}  # noqa: E731
+    assert [timeless(r) for r in alone["results"]] == [timeless(payload["results"][1])]
+
 
 def test_continuous_training_reports_other_solvers(tmp_path, capsys):
     args = ["train", "--depth", "continuous", "--method", "rk4", "--n-steps", "2", "--t1", "1", "--layers", "1",
@@ -178,6 +186,8 @@ def test_sweep_command(tmp_path, capsys):
     (["--dataset", "cora", "--split", "fixed"], "offers the splits"),
     (["--preset", "paper", "--dataset", "texas"], "no paper preset"),
     (["--tau", "2"], "stability region"),
+    (["--first-split", "-1"], "first_split must be an int >= 0"),
+    (["--split", "public", "--first-split", "1"], "single split"),
 ])
 def test_train_command_errors(tmp_path, capsys, args, match):
     with pytest.raises(SystemExit) as exit_info:
