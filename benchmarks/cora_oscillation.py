@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch_geometric.data import Data
 
 from diffusion_pde.data import load_dataset
 from diffusion_pde.models import build_model
@@ -34,9 +35,8 @@ from diffusion_pde.training import make_split, resolve, train_run
 VARIANTS = {"preset": {}, "nodropout": {"dropout": 0.0, "input_dropout": 0.0}}
 
 
-def trace(variant: str, split_index: int, epochs: int, seed: int) -> dict[str, np.ndarray | float | int]:
-    """Per-epoch validation/test accuracy and class-distribution TV of one seeded run."""
-    data = load_dataset("cora")
+def trace(data: Data, variant: str, split_index: int, epochs: int, seed: int) -> dict[str, np.ndarray | float | int]:
+    """Per-epoch validation/test accuracy and class-distribution TV of one seeded run on Cora ``data``."""
     model_config, train_config = resolve("cora", "difformer_s", "paper", epochs=epochs, **VARIANTS[variant])
     split = make_split(data, "random", split_index)
     classes = int(data.y.max()) + 1
@@ -112,9 +112,10 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.from_epoch < args.epochs:
         parser.error(f"--from-epoch must lie in [1, --epochs), got {args.from_epoch}")
+    data = load_dataset("cora")
     runs = {}
     for name in args.variants:
-        runs[name] = trace(name, args.split, args.epochs, seed=1000 * args.split)
+        runs[name] = trace(data, name, args.split, args.epochs, seed=1000 * args.split)
         print(summarise(name, runs[name], args.from_epoch), flush=True)
     if args.plot:
         plot(runs, args.from_epoch, args.plot)

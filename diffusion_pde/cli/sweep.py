@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         trained: list[list[float]] = []
         payload = run_experiment(
             data, model_config, train_config, split=split, splits=args.splits, runs=args.runs,
-            first_split=args.first_split, seed=args.seed, device=device, out=out / f"L{depth}-tau{tau:g}-mu{mu:g}", resume=args.resume, overwrite=not args.resume,
+            first_split=args.first_split, seed=args.seed, device=device, out=out / f"L{depth}-tau{tau:g}-mu{mu:g}",
+            resume=args.resume, overwrite=not args.resume,
             progress=False if args.quiet else None, log=lambda line: None,
             on_run=lambda result, model, _split: trained.append(normalised_energy(model, data.x, graph_operator)),
         )

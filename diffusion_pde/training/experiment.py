@@ -2,8 +2,9 @@
 
 Seeds: split s of kind ``random`` is drawn with split seed s (s = F..F+K−1, F = ``first_split``,
 0 by default); the fixed splits (``geom-gcn``, ``fixed``) are taken in order from index F. A
-non-zero F keeps splits for tuning apart from the splits that are reported. Run r on split s initialises (and draws dropout)
-from torch seed ``seed + 1000 s + r``, so every (split, run) is reproducible on its own.
+non-zero F keeps splits for tuning apart from the splits that are reported. Run r on split s
+initialises (and draws dropout) from torch seed ``seed + 1000 s + r``, so every (split, run) is
+reproducible on its own.
 Outputs under ``out``: ``results.json`` (settings, every (split, run) result, the means),
 ``results.csv`` (one row per run) and ``split{s}/run{r}/`` with ``history.csv``, ``last.pt``,
 ``best.pt`` and ``result.json``.
@@ -139,11 +140,9 @@ def run_experiment(
     return (and write) the results.
 
     ``on_run(result, model, split)`` sees every finished run with the model at its best epoch."""
-    for name, value in (("splits", splits), ("runs", runs)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if isinstance(first_split, bool) or not isinstance(first_split, int) or first_split < 0:
-        raise ValueError(f"first_split must be an int >= 0, got {first_split!r}")
+    for name, value, least in (("splits", splits, 1), ("runs", runs, 1), ("first_split", first_split, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
     device = torch.device(device)
     data = dataset if isinstance(dataset, Data) else load_dataset(dataset, root=root, geom_gcn=split == "geom-gcn")
     data = data.to(device)
