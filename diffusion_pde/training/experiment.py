@@ -147,6 +147,8 @@ def run_experiment(
     data = dataset if isinstance(dataset, Data) else load_dataset(dataset, root=root, geom_gcn=split == "geom-gcn")
     data = data.to(device)
     out_dir = Path(out) if out is not None else None
+    # every split is drawn (and an index out of range reported) before anything is trained or deleted
+    node_splits = {s: make_split(data, split, s) for s in range(first_split, first_split + splits)}
     if out_dir is not None and out_dir.exists() and any(out_dir.iterdir()) and not (resume or overwrite):
         raise ValueError(f"{out_dir} already holds results: pass --resume to continue them or --overwrite to start over")
     if out_dir is not None and overwrite and out_dir.exists():
@@ -154,8 +156,7 @@ def run_experiment(
 
     results: list[RunResult] = []
     started = time.perf_counter()
-    for s in range(first_split, first_split + splits):
-        node_split = make_split(data, split, s)
+    for s, node_split in node_splits.items():
         for r in range(runs):
             run_seed = seed + 1000 * s + r
             torch.manual_seed(run_seed)

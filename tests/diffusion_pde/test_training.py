@@ -195,6 +195,19 @@ def test_train_command_errors(tmp_path, capsys, args, match):
     assert match in capsys.readouterr().err
 
 
+def test_split_out_of_range_fails_before_training_or_deleting(tmp_path, capsys):
+    """--splits 2 of the single public split: the error comes before split 0 is trained and
+    before --overwrite deletes what --out already holds."""
+    out = tmp_path / "x"
+    out.mkdir()
+    (out / "keep.txt").write_text("earlier results")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--model", "gcn", "--epochs", "1", "--split", "public", "--splits", "2",
+              "--out", str(out), "--overwrite", "--quiet"])
+    assert exit_info.value.code == 2 and "single split" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
 @pytest.mark.slow
 def test_killed_process_resumes_to_the_uninterrupted_result(tmp_path):
     """SIGKILL in the middle of a run, then --resume: the same result as a run never killed."""
