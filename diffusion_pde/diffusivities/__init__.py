@@ -1,6 +1,7 @@
 """Diffusivity plug-ins: each module defines one S(Z, t) and registers it by name."""
 
-from . import difformer_a, difformer_s, energy, gat, gcn, gin, identity, mix, random_walk, transformer  # noqa: F401  (registration)
+# Importing each plug-in module registers its diffusivity; the modules are public (listed in __all__).
+from . import difformer_a, difformer_s, energy, gat, gcn, gin, identity, mix, random_walk, transformer
 from ._base import (
     Diffusivity,
     DiffusivityProperties,
@@ -23,4 +24,15 @@ __all__ = [
     "diffusivity_class",
     "diffusivity_for",
     "register_diffusivity",
+    # plug-in modules
+    "difformer_a",
+    "difformer_s",
+    "energy",
+    "gat",
+    "gcn",
+    "gin",
+    "identity",
+    "mix",
+    "random_walk",
+    "transformer",
 ]

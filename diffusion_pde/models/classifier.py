@@ -9,7 +9,7 @@ sits around the steps. With Â = D̃^{-1/2}(A + I)D̃^{-1/2}:
 | difformer_s/a, transformer | [input dropout], Linear, LayerNorm, ReLU, dropout | Z ← (1 − τ)Z + τ P(Z); LayerNorm, dropout | Linear |
 | gcn | dropout, W₀ | τ = 1 step of Â; bias, ReLU, dropout, W_k (last: bias) | — |
 | gat | dropout, W₀ | τ = 1 step of GAT attention; bias, ELU, dropout, W_k (last: bias) | — |
-| sgc | — | K steps of Â, nothing between | Linear |
+| sgc | W (no bias) | K steps of Â, nothing between | bias |
 | appnp | dropout, Linear, ReLU, dropout, Linear | K steps of Â with source weight α | — |
 | mlp | [input dropout], Linear, LayerNorm, ReLU, dropout | none | Linear |
 
@@ -166,8 +166,15 @@ def _linear_diffusion(config: ModelConfig, graph: Diffusivity) -> DiscreteDiffus
 
 
 def _sgc(config: ModelConfig, data: Data, in_channels: int, num_classes: int, dtype: torch.dtype):
+    """SGC, logits = Â^K X W + b, computed as Â^K (X W) + b.
+
+    Â acts on rows and W on columns, so mapping first is the same function, but the K steps then
+    diffuse ``num_classes`` channels instead of the raw features (7 instead of 1,433 on Cora): no
+    propagated copy of X is built or kept for backward. The bias follows the steps, because Â is
+    not row-stochastic (Â^K 1 ≠ 1)."""
     diffusion = _linear_diffusion(config, _graph_operator(data, dtype))
-    return nn.Identity(), diffusion, nn.Linear(in_channels, num_classes, dtype=dtype)
+    encoder = nn.Linear(in_channels, num_classes, bias=False, dtype=dtype)
+    return encoder, diffusion, Bias(num_classes).to(dtype)
 
 
 def _appnp(config: ModelConfig, data: Data, in_channels: int, num_classes: int, dtype: torch.dtype):

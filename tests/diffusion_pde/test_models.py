@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch_geometric.data import Data
-from torch_geometric.nn import APPNP, GCNConv
+from torch_geometric.nn import APPNP, GCNConv, SGConv
 
 from diffusion_pde.models import ModelConfig, build_model
 
@@ -51,6 +51,21 @@ def test_appnp_model_propagation_is_pyg_appnp():
         h = model.encoder(data.x)
         expected = APPNP(K=10, alpha=0.1)(h, data.edge_index)
         assert (model(data.x) - expected).abs().max() < 1e-10
+
+
+@pytest.mark.parametrize("depth_steps", [1, 2, 3])
+def test_sgc_model_is_pyg_sgconv(depth_steps):
+    """Our SGC maps first and diffuses the class channels; PyG propagates X, then maps."""
+    data = random_graph(seed=5)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(model="sgc", num_layers=depth_steps, tau=1.0), data, dtype=torch.float64).eval()
+    conv = SGConv(12, 3, K=depth_steps).double()
+    with torch.no_grad():
+        conv.lin.weight.copy_(model.encoder.weight)
+        conv.lin.bias.copy_(torch.randn(3, dtype=torch.float64))
+        model.decoder.bias.copy_(conv.lin.bias)
+        assert (model(data.x) - conv(data.x, data.edge_index)).abs().max() < 1e-10
+    assert model.diffusion.states(model.encoder(data.x))[-1].shape == (40, 3)   # 3 channels diffused, not 12
 
 
 @pytest.mark.parametrize("graph_weight", [None, 0.3])
