@@ -108,8 +108,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     out = Path(args.out) if args.out else Path("runs") / f"{args.dataset}-{args.model}-{model_config.depth}"
     log = (lambda line: None) if (args.quiet or args.json) else print
-    log(f"{args.dataset}: {args.model} ({model_config.depth}, {model_config.num_layers} layers, hidden "
-        f"{model_config.hidden}, tau {model_config.tau}), {train_config.epochs} epochs, lr {train_config.lr}, "
+    log(f"{args.dataset}: {args.model} ({model_config.describe()}), {train_config.epochs} epochs, lr {train_config.lr}, "
         f"weight decay {train_config.weight_decay}; {args.splits} {split} split(s) from index {args.first_split} x "
         f"{args.runs} run(s) on {device}")
     kept: list[Any] = []

@@ -112,5 +112,18 @@ class ModelConfig:
     def is_adaptive(self) -> bool:
         return self.method not in solvers.fixed_step_methods()
 
+    def describe(self) -> str:
+        """A one-line account of the architecture, naming only the settings the model uses."""
+        if self.model == "mlp":
+            shape = "no propagation"
+        elif self.depth == "continuous":
+            steps = f"{self.n_steps} steps" if not self.is_adaptive else f"rtol {self.rtol}, atol {self.atol}"
+            shape = f"continuous, {self.method} over [0, {self.t1}], {steps}"
+        else:
+            shape = f"{self.num_layers} {'steps' if self.model in ('sgc', 'appnp') else 'layers'}, tau {self.tau}"
+        if self.source_weight:
+            shape += f", source weight {self.source_weight}"
+        return shape if self.model == "sgc" else f"{shape}, hidden {self.hidden}"
+
     def replace(self, **changes: object) -> "ModelConfig":
         return dataclasses.replace(self, **changes)

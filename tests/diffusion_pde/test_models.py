@@ -155,3 +155,12 @@ def test_input_dropout_drops_features_before_the_encoder(model):
     kept = seen[-1] != 0
     assert abs(1 - kept.double().mean().item() - 0.4) < 0.02
     assert torch.allclose(seen[-1][kept], data.x[kept] / 0.6)
+
+
+def test_describe_names_only_the_settings_a_model_uses():
+    assert ModelConfig(model="sgc", num_layers=2, tau=1.0).describe() == "2 steps, tau 1.0"
+    assert ModelConfig(model="mlp", num_layers=0, hidden=32).describe() == "no propagation, hidden 32"
+    assert ModelConfig(source_weight=0.1).describe() == "8 layers, tau 0.5, source weight 0.1, hidden 64"
+    continuous = ModelConfig(depth="continuous", method="rk4", t1=2.0, n_steps=4)
+    assert continuous.describe() == "continuous, rk4 over [0, 2.0], 4 steps, hidden 64"
+    assert "rtol" in continuous.replace(method="dopri5").describe()
