@@ -1,6 +1,6 @@
 """``diffusion-pde train``: train a DIFFormer model or an MPNN baseline on a node-classification
-dataset over several splits and initialisations; report the test accuracy at the best
-validation epoch as mean ± std, with checkpoints, resume, JSON/CSV metrics and plots."""
+dataset over several splits and initialisations; report the test score (accuracy, or ROC-AUC on
+two-class graphs) at the best validation epoch as mean ± std, with checkpoints, resume, JSON/CSV metrics and plots."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from ..data import SPLIT_KINDS, available_datasets
 from ..models import MODELS
 from ..models.config import QK_NORMS
 from ..training import PRESETS, resolve, run_experiment
+from ..training.metrics import METRIC_LABELS, METRICS
 from ..training.plots import plot_attention, plot_learning_curves
 from ._common import print_json, resolve_device
 
@@ -57,7 +58,10 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--epochs", type=int, default=None)
     t.add_argument("--lr", type=float, default=None)
     t.add_argument("--weight-decay", type=float, default=None)
-    t.add_argument("--patience", type=int, default=None, help="stop after this many epochs without a better validation accuracy")
+    t.add_argument("--patience", type=int, default=None, help="stop after this many epochs without a better validation score")
+    t.add_argument("--metric", choices=METRICS, default=None,
+                   help="the score that picks the epoch and is reported (default: roc_auc on minesweeper and tolokers, "
+                        "accuracy elsewhere)")
     t.add_argument("--checkpoint-every", type=int, default=None, help="write last.pt every this many epochs")
     t.add_argument("--split", default=None, choices=SPLIT_KINDS,
                    help="random (20 per class, 500 val, 1000 test; default for cora/citeseer/pubmed), public, "
@@ -72,7 +76,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 SETTING_FLAGS = ("depth", "num_layers", "hidden", "heads", "tau", "dropout", "input_dropout", "use_graph", "graph_weight", "source_weight",
                  "qk_norm", "value_proj", "layer_norm", "method", "t1", "n_steps", "rtol", "atol", "adjoint", "epochs",
-                 "lr", "weight_decay", "patience", "checkpoint_every")
+                 "lr", "weight_decay", "patience", "checkpoint_every", "metric")
 
 
 def settings_from_args(args: argparse.Namespace, **changes: Any):
@@ -133,10 +137,10 @@ def run(args: argparse.Namespace) -> int:
         print_json(payload)
         return 0
     s = payload["summary"]
-    print(f"test accuracy: {s['test_mean']:.1f} ± {s['test_std']:.1f} % over {s['num_runs']} run(s) "
+    print(f"test {METRIC_LABELS[s['metric']]}: {s['test_mean']:.1f} ± {s['test_std']:.1f} % over {s['num_runs']} run(s) "
           f"(validation {s['val_mean']:.1f} ± {s['val_std']:.1f}; {1000 * s['seconds_per_epoch']:.0f} ms/epoch)")
     for spec, (mean, std) in s.get("solvers", {}).items():
-        print(f"  same weights integrated with {spec}: test {mean:.1f} ± {std:.1f} %")
+        print(f"  same weights integrated with {spec}: test accuracy {mean:.1f} ± {std:.1f} %")
     print(f"results: {out / 'results.json'}, {out / 'results.csv'}" +
           "".join(f", {p}" for p in payload.get("plots", [])))
     return 0

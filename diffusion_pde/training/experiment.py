@@ -30,10 +30,12 @@ from ..data import DATASETS, Split, load_dataset, mask_split, random_split
 from ..models import ModelConfig, NodeClassifier, build_model
 from .checkpoint import write_json_atomic, write_text_atomic
 from .config import TrainConfig
-from .loop import HISTORY_FIELDS, RunResult, evaluate, stored_result, train_run
+from .loop import RunResult, evaluate, history_fields, stored_result, train_run
+from .metrics import METRIC_LABELS
 
-SUMMARY_FIELDS = ("split", "run", "seed", "best_epoch", "val_acc", "test_acc", "train_acc", "epochs_run",
-                  "stopped_early", "first_epoch_70", "chance", "seconds_per_epoch", "peak_memory_mb")
+SUMMARY_FIELDS = ("split", "run", "seed", "best_epoch", "metric", "val_score", "test_score", "val_acc", "test_acc",
+                  "train_acc", "epochs_run", "stopped_early", "first_epoch_70", "chance", "seconds_per_epoch",
+                  "peak_memory_mb")
 
 
 def make_split(data: Data, kind: str, index: int) -> Split:
@@ -86,14 +88,16 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def summarise(results: list[RunResult]) -> dict[str, Any]:
-    """Means ± standard deviations over all (split, run) pairs, in percent, plus per-split means."""
-    test = [100 * r.test_acc for r in results]
-    val = [100 * r.val_acc for r in results]
+    """Means ± standard deviations of the metric's test and validation scores over all (split, run)
+    pairs, in percent, plus per-split means."""
+    test = [100 * r.test_score for r in results]
+    val = [100 * r.val_score for r in results]
     mean, std = _mean_std(test)
     by_split: dict[int, list[float]] = {}
     for r in results:
-        by_split.setdefault(r.split, []).append(100 * r.test_acc)
+        by_split.setdefault(r.split, []).append(100 * r.test_score)
     summary = {
+        "metric": results[0].metric,
         "test_mean": mean, "test_std": std, "val_mean": _mean_std(val)[0], "val_std": _mean_std(val)[1],
         "per_split_test_mean": {str(k): statistics.fmean(v) for k, v in sorted(by_split.items())},
         "num_runs": len(results),
@@ -169,13 +173,14 @@ def run_experiment(
             if eval_solvers:
                 result.extra["solvers"] = evaluate_with_solvers(model, data, node_split, eval_solvers)
             if run_dir is not None:
-                write_text_atomic(_csv(result.history, HISTORY_FIELDS), run_dir / "history.csv")
+                write_text_atomic(_csv(result.history, history_fields(train_config.metric)), run_dir / "history.csv")
             results.append(result)
             if on_run is not None:
                 on_run(result, model, node_split)
             solver_note = "".join(f", {k} {100 * v['test_acc']:.1f}" for k, v in result.extra.get("solvers", {}).items())
-            log(f"split {s} run {r}: test {100 * result.test_acc:.1f} at epoch {result.best_epoch} "
-                f"(val {100 * result.val_acc:.1f}; val reached 70% of its best at epoch {result.first_epoch_70}; "
+            name = "" if result.metric == "accuracy" else f"{METRIC_LABELS[result.metric]} "
+            log(f"split {s} run {r}: test {name}{100 * result.test_score:.1f} at epoch {result.best_epoch} "
+                f"(val {100 * result.val_score:.1f}; val reached 70% of its best at epoch {result.first_epoch_70}; "
                 f"{1000 * result.seconds_per_epoch:.0f} ms/epoch{solver_note})")
 
     payload = {

@@ -1,5 +1,6 @@
 """One training run: full-batch Adam on the training nodes, evaluation every epoch, the test
-accuracy taken at the epoch of best validation accuracy, atomic checkpoints and exact resume.
+score (accuracy or ROC-AUC) taken at the epoch of best validation score, atomic checkpoints and
+exact resume.
 
 Resuming is exact: ``last.pt`` holds the model, the optimiser state, the epoch, the history, the
 best state so far and torch's random-number state (dropout draws from it), so a run interrupted
@@ -26,13 +27,21 @@ from ..data import Split
 from ..models import NodeClassifier
 from .checkpoint import load_checkpoint, save_atomic, write_json_atomic
 from .config import TrainConfig
+from .metrics import METRIC_KEYS, accuracy, roc_auc
 
-HISTORY_FIELDS = ("epoch", "loss", "train_acc", "val_acc", "test_acc", "val_loss", "seconds")
+
+def history_fields(metric: str = "accuracy") -> tuple[str, ...]:
+    """The columns of a run's per-epoch history (``history.csv``)."""
+    scores = () if metric == "accuracy" else tuple(f"{part}_{METRIC_KEYS[metric]}" for part in ("train", "val", "test"))
+    return ("epoch", "loss", "train_acc", "val_acc", "test_acc", *scores, "val_loss", "seconds")
 
 
 @dataclass
 class RunResult:
-    """The outcome of one (split, run): accuracies in [0, 1], epochs counted from 1."""
+    """The outcome of one (split, run): accuracies and scores in [0, 1], epochs counted from 1.
+
+    ``val_score``/``test_score`` are the values of ``metric`` at the chosen epoch (equal to
+    ``val_acc``/``test_acc`` when the metric is accuracy)."""
 
     split: int
     run: int
@@ -41,6 +50,9 @@ class RunResult:
     val_acc: float
     test_acc: float
     train_acc: float
+    metric: str
+    val_score: float
+    test_score: float
     epochs_run: int
     stopped_early: bool
     first_epoch_70: int
@@ -57,29 +69,27 @@ class RunResult:
         return out
 
 
-def accuracy(logits: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> float:
-    return float((logits[index].argmax(dim=-1) == y[index]).float().mean())
-
-
 def first_epoch_reaching(history: list[dict[str, float]], fraction: float = 0.7) -> int:
     """The first epoch whose validation accuracy reaches ``fraction`` of the best one."""
     best = max(row["val_acc"] for row in history)
     return next(int(row["epoch"]) for row in history if row["val_acc"] >= fraction * best)
 
 
-def evaluate(model: NodeClassifier, data: Data, split: Split) -> dict[str, float]:
-    """Accuracies on the three node sets and the validation loss, in eval mode (no dropout)."""
+def evaluate(model: NodeClassifier, data: Data, split: Split, metric: str = "accuracy") -> dict[str, float]:
+    """Accuracies on the three node sets (and their ROC-AUC for ``metric="roc_auc"``) and the
+    validation loss, in eval mode (no dropout)."""
     was_training = model.training
     model.eval()
     with torch.no_grad():
         logits = model(data.x)
     model.train(was_training)
-    return {
-        "train_acc": accuracy(logits, data.y, split.train),
-        "val_acc": accuracy(logits, data.y, split.val),
-        "test_acc": accuracy(logits, data.y, split.test),
-        "val_loss": float(F.cross_entropy(logits[split.val], data.y[split.val])),
-    }
+    parts = {"train": split.train, "val": split.val, "test": split.test}
+    out = {f"{part}_acc": accuracy(logits, data.y, index) for part, index in parts.items()}
+    if metric == "roc_auc":
+        out.update({f"{part}_roc_auc": roc_auc(logits, data.y, index, where=f"the {part} nodes")
+                    for part, index in parts.items()})
+    out["val_loss"] = float(F.cross_entropy(logits[split.val], data.y[split.val]))
+    return out
 
 
 def _fingerprint(model: NodeClassifier, config: TrainConfig, split: Split, seed: int) -> dict[str, Any]:
@@ -126,7 +136,13 @@ def train_run(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     fingerprint = _fingerprint(model, config, split, seed)
     history: list[dict[str, float]] = []
-    best: dict[str, Any] = {"epoch": 0, "val_acc": -1.0, "state": None, "metrics": None}
+    num_classes = int(data.y.max()) + 1
+    if config.metric == "roc_auc" and num_classes != 2:
+        raise ValueError(f"metric='roc_auc' needs a two-class task, but the labels have {num_classes} classes; "
+                         "use metric='accuracy' (--metric accuracy)")
+    key = METRIC_KEYS[config.metric]
+    select = f"val_{key}"
+    best: dict[str, Any] = {"epoch": 0, "score": -1.0, "state": None, "metrics": None}
     start = 1
     run_dir = Path(run_dir) if run_dir is not None else None
 
@@ -178,19 +194,19 @@ def train_run(
                 )
             loss.backward()
             optimizer.step()
-            metrics = {"epoch": epoch, "loss": loss.item(), **evaluate(model, data, split)}
+            metrics = {"epoch": epoch, "loss": loss.item(), **evaluate(model, data, split, config.metric)}
             metrics["seconds"] = time.perf_counter() - tick
             history.append(metrics)
-            if metrics["val_acc"] > best["val_acc"]:
-                best = {"epoch": epoch, "val_acc": metrics["val_acc"], "metrics": metrics,
+            if metrics[select] > best["score"]:
+                best = {"epoch": epoch, "score": metrics[select], "metrics": metrics,
                         "state": copy.deepcopy(model.state_dict())}
                 since_best = 0
             else:
                 since_best += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{metrics['loss']:.3f}", train=f"{metrics['train_acc']:.3f}",
-                            val=f"{metrics['val_acc']:.3f}", test=f"{metrics['test_acc']:.3f}",
-                            best=f"{best['metrics']['test_acc']:.3f}@{best['epoch']}")
+            bar.set_postfix(loss=f"{metrics['loss']:.3f}", train=f"{metrics['train_' + key]:.3f}",
+                            val=f"{metrics['val_' + key]:.3f}", test=f"{metrics['test_' + key]:.3f}",
+                            best=f"{best['metrics']['test_' + key]:.3f}@{best['epoch']}")
             if epoch % config.checkpoint_every == 0:
                 checkpoint(epoch)
             if on_epoch is not None:
@@ -206,7 +222,8 @@ def train_run(
     counts = torch.bincount(data.y[split.test], minlength=int(data.y.max()) + 1)
     result = RunResult(
         split=split.index, run=run, seed=seed, best_epoch=best["epoch"], val_acc=chosen["val_acc"],
-        test_acc=chosen["test_acc"], train_acc=chosen["train_acc"], epochs_run=len(history),
+        test_acc=chosen["test_acc"], train_acc=chosen["train_acc"], metric=config.metric,
+        val_score=chosen[f"val_{key}"], test_score=chosen[f"test_{key}"], epochs_run=len(history),
         stopped_early=stopped_early, first_epoch_70=first_epoch_reaching(history),
         chance=float(counts.max()) / float(counts.sum()),
         seconds_per_epoch=sum(row["seconds"] for row in history) / len(history),

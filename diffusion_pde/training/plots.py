@@ -10,6 +10,7 @@ from torch_geometric.data import Data
 from ..data import Split
 from ..models import NodeClassifier
 from .loop import RunResult
+from .metrics import METRIC_KEYS, METRIC_LABELS
 
 
 def _pyplot():
@@ -20,17 +21,22 @@ def _pyplot():
 
 
 def plot_learning_curves(results: list[RunResult], path: str | Path, title: str = "") -> None:
-    """Training loss and validation/test accuracy per epoch, one thin line per (split, run)."""
+    """Training loss and the validation/test score (the runs' metric) per epoch, one thin line per
+    (split, run)."""
     plt = _pyplot()
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_loss, ax_score) = plt.subplots(1, 2, figsize=(11, 4))
+    metric = results[0].metric
+    key = METRIC_KEYS[metric]
     for r in results:
         epochs = [row["epoch"] for row in r.history]
         ax_loss.plot(epochs, [row["loss"] for row in r.history], lw=0.8, alpha=0.7)
-        line, = ax_acc.plot(epochs, [100 * row["val_acc"] for row in r.history], lw=0.8, alpha=0.7)
-        ax_acc.plot(epochs, [100 * row["test_acc"] for row in r.history], lw=0.8, alpha=0.7, ls="--", color=line.get_color())
-        ax_acc.plot([r.best_epoch], [100 * r.test_acc], "o", ms=3, color=line.get_color())
+        line, = ax_score.plot(epochs, [100 * row[f"val_{key}"] for row in r.history], lw=0.8, alpha=0.7)
+        ax_score.plot(epochs, [100 * row[f"test_{key}"] for row in r.history], lw=0.8, alpha=0.7, ls="--",
+                      color=line.get_color())
+        ax_score.plot([r.best_epoch], [100 * r.test_score], "o", ms=3, color=line.get_color())
     ax_loss.set(xlabel="epoch", ylabel="training loss", yscale="log", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy [%]", title="validation (solid), test (dashed), chosen epoch (dot)")
+    ax_score.set(xlabel="epoch", ylabel=f"{METRIC_LABELS[metric]} [%]",
+                 title="validation (solid), test (dashed), chosen epoch (dot)")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

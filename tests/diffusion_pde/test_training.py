@@ -229,3 +229,32 @@ def test_killed_process_resumes_to_the_uninterrupted_result(tmp_path):
                                         check=True, env=env).stdout)
     assert resumed["results"][0]["test_acc"] == reference["results"][0]["test_acc"]
     assert resumed["results"][0]["best_epoch"] == reference["results"][0]["best_epoch"]
+
+
+def test_training_selects_and_reports_by_roc_auc():
+    data, split = two_community_graph(seed=2)
+    result = train_run(small_model(data), data, split, TrainConfig(epochs=25, lr=0.02, metric="roc_auc"),
+                       seed=0, progress=False)
+    history = result.history
+    assert result.metric == "roc_auc"
+    assert result.val_score == max(row["val_roc_auc"] for row in history)
+    chosen = history[result.best_epoch - 1]
+    assert (result.test_score, result.test_acc) == (chosen["test_roc_auc"], chosen["test_acc"])
+    # the epoch is the first with the best validation ROC-AUC, not the best validation accuracy
+    assert result.best_epoch == 1 + max(range(len(history)), key=lambda i: (history[i]["val_roc_auc"], -i))
+
+
+def test_roc_auc_on_a_multiclass_task_is_refused():
+    data, split = two_community_graph(seed=3)
+    data.y = torch.arange(data.num_nodes) % 3
+    with pytest.raises(ValueError, match="metric='roc_auc' needs a two-class task.*3 classes"):
+        train_run(small_model(data), data, split, TrainConfig(epochs=2, metric="roc_auc"), seed=0, progress=False)
+
+
+def test_metric_defaults_and_validation():
+    assert resolve("tolokers", "gcn")[1].metric == "roc_auc"
+    assert resolve("minesweeper", "difformer_s")[1].metric == "roc_auc"
+    assert resolve("tolokers", "gcn", metric="accuracy")[1].metric == "accuracy"
+    assert resolve("cora", "gcn")[1].metric == "accuracy"
+    with pytest.raises(ValueError, match="metric must be one of accuracy, roc_auc"):
+        TrainConfig(metric="f1")
