@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"test {METRIC_LABELS[s['metric']]}: {s['test_mean']:.1f} ± {s['test_std']:.1f} % over {s['num_runs']} run(s) "
           f"(validation {s['val_mean']:.1f} ± {s['val_std']:.1f}; {1000 * s['seconds_per_epoch']:.0f} ms/epoch)")
     for spec, (mean, std) in s.get("solvers", {}).items():
-        print(f"  same weights integrated with {spec}: test accuracy {mean:.1f} ± {std:.1f} %")
+        print(f"  same weights integrated with {spec}: test {METRIC_LABELS[s['metric']]} {mean:.1f} ± {std:.1f} %")
     print(f"results: {out / 'results.json'}, {out / 'results.csv'}" +
           "".join(f", {p}" for p in payload.get("plots", [])))
     return 0

@@ -31,7 +31,7 @@ from ..models import ModelConfig, NodeClassifier, build_model
 from .checkpoint import write_json_atomic, write_text_atomic
 from .config import TrainConfig
 from .loop import RunResult, evaluate, history_fields, stored_result, train_run
-from .metrics import METRIC_LABELS
+from .metrics import METRIC_KEYS, METRIC_LABELS
 
 SUMMARY_FIELDS = ("split", "run", "seed", "best_epoch", "metric", "val_score", "test_score", "val_acc", "test_acc",
                   "train_acc", "epochs_run", "stopped_early", "first_epoch_70", "chance", "seconds_per_epoch",
@@ -65,8 +65,10 @@ def parse_solver(spec: str) -> tuple[str, dict[str, Any]]:
         raise ValueError(f"bad solver spec {spec!r}: write METHOD:N_STEPS for fixed-step, METHOD[:RTOL] for adaptive") from None
 
 
-def evaluate_with_solvers(model: NodeClassifier, data: Data, split: Split, specs: Sequence[str]) -> dict[str, dict[str, float]]:
-    """The trained continuous model's accuracies when integrated with other solvers."""
+def evaluate_with_solvers(model: NodeClassifier, data: Data, split: Split, specs: Sequence[str],
+                          metric: str = "accuracy") -> dict[str, dict[str, float]]:
+    """The trained continuous model's accuracies and ``metric`` scores when integrated with other
+    solvers."""
     if model.config.depth != "continuous":
         raise ValueError("--eval-solvers needs a continuous-depth model (--depth continuous)")
     out = {}
@@ -74,12 +76,14 @@ def evaluate_with_solvers(model: NodeClassifier, data: Data, split: Split, specs
         method, options = parse_solver(spec)
         with model.diffusion.with_solver(method, **options):
             tick = time.perf_counter()
-            metrics = evaluate(model, data, split.to(data.x.device))
+            metrics = evaluate(model, data, split.to(data.x.device), metric)
             seconds = time.perf_counter() - tick
             model.eval()
             with torch.no_grad():
                 nfe = model.diffusion.block.solve(model.encoder(data.x)).stats.nfe
-        out[spec] = {"val_acc": metrics["val_acc"], "test_acc": metrics["test_acc"], "nfe": nfe, "seconds": seconds}
+        key = METRIC_KEYS[metric]
+        out[spec] = {"val_acc": metrics["val_acc"], "test_acc": metrics["test_acc"], "val_score": metrics[f"val_{key}"],
+                     "test_score": metrics[f"test_{key}"], "nfe": nfe, "seconds": seconds}
     return out
 
 
@@ -107,7 +111,7 @@ def summarise(results: list[RunResult]) -> dict[str, Any]:
     }
     solver_specs = results[0].extra.get("solvers", {}).keys()
     if solver_specs:
-        summary["solvers"] = {spec: _mean_std([100 * r.extra["solvers"][spec]["test_acc"] for r in results])
+        summary["solvers"] = {spec: _mean_std([100 * r.extra["solvers"][spec]["test_score"] for r in results])
                               for spec in solver_specs}
     return summary
 
@@ -171,13 +175,13 @@ def run_experiment(
                 result = train_run(model, data, node_split, train_config, seed=run_seed, run=r, run_dir=run_dir,
                                    resume=resume, progress=progress)
             if eval_solvers:
-                result.extra["solvers"] = evaluate_with_solvers(model, data, node_split, eval_solvers)
+                result.extra["solvers"] = evaluate_with_solvers(model, data, node_split, eval_solvers, train_config.metric)
             if run_dir is not None:
                 write_text_atomic(_csv(result.history, history_fields(train_config.metric)), run_dir / "history.csv")
             results.append(result)
             if on_run is not None:
                 on_run(result, model, node_split)
-            solver_note = "".join(f", {k} {100 * v['test_acc']:.1f}" for k, v in result.extra.get("solvers", {}).items())
+            solver_note = "".join(f", {k} {100 * v['test_score']:.1f}" for k, v in result.extra.get("solvers", {}).items())
             name = "" if result.metric == "accuracy" else f"{METRIC_LABELS[result.metric]} "
             log(f"split {s} run {r}: test {name}{100 * result.test_score:.1f} at epoch {result.best_epoch} "
                 f"(val {100 * result.val_score:.1f}; val reached 70% of its best at epoch {result.first_epoch_70}; "

@@ -17,7 +17,8 @@ from torch_geometric.data import Data
 from diffusion_pde.cli import main
 from diffusion_pde.data import Split, load_dataset, random_split
 from diffusion_pde.models import ModelConfig, build_model
-from diffusion_pde.training import TrainConfig, load_checkpoint, make_split, resolve, train_run
+from diffusion_pde.training import TrainConfig, evaluate, load_checkpoint, make_split, resolve, train_run
+from diffusion_pde.training.experiment import evaluate_with_solvers
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -258,3 +259,13 @@ def test_metric_defaults_and_validation():
     assert resolve("cora", "gcn")[1].metric == "accuracy"
     with pytest.raises(ValueError, match="metric must be one of accuracy, roc_auc"):
         TrainConfig(metric="f1")
+
+
+def test_other_solvers_are_scored_in_the_runs_metric():
+    data, split = two_community_graph(seed=4)
+    model = small_model(data, depth="continuous", method="rk4", n_steps=2, t1=1.0)
+    train_run(model, data, split, TrainConfig(epochs=3, metric="roc_auc"), seed=0, progress=False)
+    scored = evaluate_with_solvers(model, data, split, ["rk4:2", "euler:1"], "roc_auc")
+    direct = evaluate(model, data, split, "roc_auc")               # the trained solver, rk4 with 2 steps
+    assert (scored["rk4:2"]["test_score"], scored["rk4:2"]["test_acc"]) == (direct["test_roc_auc"], direct["test_acc"])
+    assert 0.0 <= scored["euler:1"]["test_score"] <= 1.0
