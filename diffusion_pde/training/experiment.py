@@ -31,7 +31,7 @@ from ..models import ModelConfig, NodeClassifier, build_model
 from .checkpoint import write_json_atomic, write_text_atomic
 from .config import TrainConfig
 from .loop import RunResult, evaluate, history_fields, stored_result, train_run
-from .metrics import METRIC_KEYS, METRIC_LABELS
+from .metrics import METRIC_LABELS, score_key
 
 SUMMARY_FIELDS = ("split", "run", "seed", "best_epoch", "metric", "val_score", "test_score", "val_acc", "test_acc",
                   "train_acc", "epochs_run", "stopped_early", "first_epoch_70", "chance", "seconds_per_epoch",
@@ -81,9 +81,9 @@ def evaluate_with_solvers(model: NodeClassifier, data: Data, split: Split, specs
             model.eval()
             with torch.no_grad():
                 nfe = model.diffusion.block.solve(model.encoder(data.x)).stats.nfe
-        key = METRIC_KEYS[metric]
-        out[spec] = {"val_acc": metrics["val_acc"], "test_acc": metrics["test_acc"], "val_score": metrics[f"val_{key}"],
-                     "test_score": metrics[f"test_{key}"], "nfe": nfe, "seconds": seconds}
+        out[spec] = {"val_acc": metrics["val_acc"], "test_acc": metrics["test_acc"],
+                     "val_score": metrics[score_key(metric, "val")], "test_score": metrics[score_key(metric, "test")],
+                     "nfe": nfe, "seconds": seconds}
     return out
 
 

@@ -27,12 +27,12 @@ from ..data import Split
 from ..models import NodeClassifier
 from .checkpoint import load_checkpoint, save_atomic, write_json_atomic
 from .config import TrainConfig
-from .metrics import METRIC_KEYS, accuracy, roc_auc
+from .metrics import accuracy, roc_auc, score_key
 
 
 def history_fields(metric: str = "accuracy") -> tuple[str, ...]:
     """The columns of a run's per-epoch history (``history.csv``)."""
-    scores = () if metric == "accuracy" else tuple(f"{part}_{METRIC_KEYS[metric]}" for part in ("train", "val", "test"))
+    scores = () if metric == "accuracy" else tuple(score_key(metric, part) for part in ("train", "val", "test"))
     return ("epoch", "loss", "train_acc", "val_acc", "test_acc", *scores, "val_loss", "seconds")
 
 
@@ -86,7 +86,7 @@ def evaluate(model: NodeClassifier, data: Data, split: Split, metric: str = "acc
     parts = {"train": split.train, "val": split.val, "test": split.test}
     out = {f"{part}_acc": accuracy(logits, data.y, index) for part, index in parts.items()}
     if metric == "roc_auc":
-        out.update({f"{part}_roc_auc": roc_auc(logits, data.y, index, where=f"the {part} nodes")
+        out.update({score_key("roc_auc", part): roc_auc(logits, data.y, index, where=f"the {part} nodes")
                     for part, index in parts.items()})
     out["val_loss"] = float(F.cross_entropy(logits[split.val], data.y[split.val]))
     return out
@@ -140,8 +140,7 @@ def train_run(
     if config.metric == "roc_auc" and num_classes != 2:
         raise ValueError(f"metric='roc_auc' needs a two-class task, but the labels have {num_classes} classes; "
                          "use metric='accuracy' (--metric accuracy)")
-    key = METRIC_KEYS[config.metric]
-    select = f"val_{key}"
+    train_key, val_key, test_key = (score_key(config.metric, part) for part in ("train", "val", "test"))
     best: dict[str, Any] = {"epoch": 0, "score": -1.0, "state": None, "metrics": None}
     start = 1
     run_dir = Path(run_dir) if run_dir is not None else None
@@ -197,16 +196,16 @@ def train_run(
             metrics = {"epoch": epoch, "loss": loss.item(), **evaluate(model, data, split, config.metric)}
             metrics["seconds"] = time.perf_counter() - tick
             history.append(metrics)
-            if metrics[select] > best["score"]:
-                best = {"epoch": epoch, "score": metrics[select], "metrics": metrics,
+            if metrics[val_key] > best["score"]:
+                best = {"epoch": epoch, "score": metrics[val_key], "metrics": metrics,
                         "state": copy.deepcopy(model.state_dict())}
                 since_best = 0
             else:
                 since_best += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{metrics['loss']:.3f}", train=f"{metrics['train_' + key]:.3f}",
-                            val=f"{metrics['val_' + key]:.3f}", test=f"{metrics['test_' + key]:.3f}",
-                            best=f"{best['metrics']['test_' + key]:.3f}@{best['epoch']}")
+            bar.set_postfix(loss=f"{metrics['loss']:.3f}", train=f"{metrics[train_key]:.3f}",
+                            val=f"{metrics[val_key]:.3f}", test=f"{metrics[test_key]:.3f}",
+                            best=f"{best['metrics'][test_key]:.3f}@{best['epoch']}")
             if epoch % config.checkpoint_every == 0:
                 checkpoint(epoch)
             if on_epoch is not None:
@@ -219,11 +218,11 @@ def train_run(
         raise ValueError("no epoch was trained (epochs must be >= 1)")
     model.load_state_dict(best["state"])
     chosen = best["metrics"]
-    counts = torch.bincount(data.y[split.test], minlength=int(data.y.max()) + 1)
+    counts = torch.bincount(data.y[split.test], minlength=num_classes)
     result = RunResult(
         split=split.index, run=run, seed=seed, best_epoch=best["epoch"], val_acc=chosen["val_acc"],
         test_acc=chosen["test_acc"], train_acc=chosen["train_acc"], metric=config.metric,
-        val_score=chosen[f"val_{key}"], test_score=chosen[f"test_{key}"], epochs_run=len(history),
+        val_score=chosen[val_key], test_score=chosen[test_key], epochs_run=len(history),
         stopped_early=stopped_early, first_epoch_70=first_epoch_reaching(history),
         chance=float(counts.max()) / float(counts.sum()),
         seconds_per_epoch=sum(row["seconds"] for row in history) / len(history),

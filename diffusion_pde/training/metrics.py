@@ -16,9 +16,13 @@ from __future__ import annotations
 import torch
 
 METRICS = ("accuracy", "roc_auc")
-# the key of each metric in the per-epoch metrics (prefixed by train_/val_/test_) and its name in logs
-METRIC_KEYS = {"accuracy": "acc", "roc_auc": "roc_auc"}
 METRIC_LABELS = {"accuracy": "accuracy", "roc_auc": "ROC-AUC"}
+_KEY_SUFFIXES = {"accuracy": "acc", "roc_auc": "roc_auc"}
+
+
+def score_key(metric: str, part: str) -> str:
+    """The key of ``metric`` on node set ``part`` (train, val, test) in the per-epoch metrics."""
+    return f"{part}_{_KEY_SUFFIXES[metric]}"
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> float:

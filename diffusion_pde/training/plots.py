@@ -10,7 +10,7 @@ from torch_geometric.data import Data
 from ..data import Split
 from ..models import NodeClassifier
 from .loop import RunResult
-from .metrics import METRIC_KEYS, METRIC_LABELS
+from .metrics import METRIC_LABELS, score_key
 
 
 def _pyplot():
@@ -26,12 +26,12 @@ def plot_learning_curves(results: list[RunResult], path: str | Path, title: str 
     plt = _pyplot()
     fig, (ax_loss, ax_score) = plt.subplots(1, 2, figsize=(11, 4))
     metric = results[0].metric
-    key = METRIC_KEYS[metric]
+    val_key, test_key = score_key(metric, "val"), score_key(metric, "test")
     for r in results:
         epochs = [row["epoch"] for row in r.history]
         ax_loss.plot(epochs, [row["loss"] for row in r.history], lw=0.8, alpha=0.7)
-        line, = ax_score.plot(epochs, [100 * row[f"val_{key}"] for row in r.history], lw=0.8, alpha=0.7)
-        ax_score.plot(epochs, [100 * row[f"test_{key}"] for row in r.history], lw=0.8, alpha=0.7, ls="--",
+        line, = ax_score.plot(epochs, [100 * row[val_key] for row in r.history], lw=0.8, alpha=0.7)
+        ax_score.plot(epochs, [100 * row[test_key] for row in r.history], lw=0.8, alpha=0.7, ls="--",
                       color=line.get_color())
         ax_score.plot([r.best_epoch], [100 * r.test_score], "o", ms=3, color=line.get_color())
     ax_loss.set(xlabel="epoch", ylabel="training loss", yscale="log", title="loss")
