@@ -9,7 +9,9 @@ explicit Euler step of size τ gives Z^{k+1} = Z^k + τ F(Z^k), i.e. (1 − τ) 
 
 from __future__ import annotations
 
+import contextlib
 import numbers
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -50,6 +52,50 @@ class DiffusionField(nn.Module):
         self.initial_state = z0
         self.diffusivity.set_initial_state(z0)
         return self
+
+    def _input_slots(self) -> list[tuple[object, str]]:
+        """Where the field keeps tensors built outside the solve: Z⁰ (read by the source term) and
+        each diffusivity's ``cached_inputs`` (e.g. attention frozen at Z⁰)."""
+        slots: list[tuple[object, str]] = [(self, "initial_state")] if self.source_weight > 0 else []
+        for module in self.diffusivity.modules():
+            if isinstance(module, Diffusivity):
+                slots += [(module, name) for name in module.cached_inputs]
+        return slots
+
+    def adjoint_inputs(self) -> tuple[torch.Tensor, ...]:
+        """The tensors the field reads besides t, Z and its parameters (Z⁰ when μ > 0, frozen
+        attention), flattened in a fixed order; :func:`solvers.solve` differentiates them in the
+        adjoint pass."""
+        out: list[torch.Tensor] = []
+        for owner, name in self._input_slots():
+            value = getattr(owner, name)
+            out += [value] if isinstance(value, torch.Tensor) else list(value or ())
+        return tuple(out)
+
+    @contextlib.contextmanager
+    def use_adjoint_inputs(self, inputs: tuple[torch.Tensor, ...]) -> Iterator[None]:
+        """Read ``inputs`` (as returned by :meth:`adjoint_inputs`) instead of the current ones,
+        so the adjoint pass re-evaluates exactly the field of its forward pass."""
+        slots = self._input_slots()
+        saved = [getattr(owner, name) for owner, name in slots]
+        supply = iter(inputs)
+        try:
+            for (owner, name), value in zip(slots, saved):
+                if isinstance(value, torch.Tensor):
+                    value = next(supply)
+                elif value is not None:
+                    value = tuple(next(supply) for _ in value)
+                setattr(owner, name, value)
+            if next(supply, None) is not None:
+                raise RuntimeError("use_adjoint_inputs: more inputs than the field reads; the field was rebuilt "
+                                   "between the forward and the backward pass")
+            yield
+        except StopIteration:
+            raise RuntimeError("use_adjoint_inputs: fewer inputs than the field reads; the field was rebuilt "
+                               "between the forward and the backward pass") from None
+        finally:
+            for (owner, name), value in zip(slots, saved):
+                setattr(owner, name, value)
 
     def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         sz = self.diffusivity(z, t=t)

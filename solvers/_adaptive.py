@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 import torchdiffeq
 
+from ._adjoint import bound_inputs, check_reads, declared_inputs
 from ._solution import IntegrationError, SolverStats
 from ._validate import count_nonfinite
 
@@ -28,7 +29,9 @@ class CountedField(torch.nn.Module):
     """Wraps ``field(t, z)``: counts evaluations, checks the output shape, and (for torchdiffeq)
     counts accepted/rejected steps, enforces ``max_steps`` and reports accepted states.
 
-    Registering ``field`` as a submodule (when it is one) exposes its parameters to the adjoint.
+    Registering ``field`` as a submodule (when it is one) exposes its parameters to the adjoint;
+    ``inputs`` are the field's declared external inputs, bound for every evaluation (see
+    :mod:`solvers._adjoint`).
     """
 
     def __init__(
@@ -44,10 +47,12 @@ class CountedField(torch.nn.Module):
         self.max_steps = max_steps
         self.callback = callback
         self.t_reached = float("nan")
+        self.inputs: tuple[torch.Tensor, ...] = ()
 
     def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         self.stats.nfe += 1
-        dz = self.field(t, z)
+        with bound_inputs(self.field, self.inputs):
+            dz = self.field(t, z)
         if not isinstance(dz, torch.Tensor) or dz.shape != z.shape:
             got = tuple(dz.shape) if isinstance(dz, torch.Tensor) else type(dz).__name__
             raise ValueError(
@@ -95,10 +100,15 @@ def integrate_adaptive(
     options = {"max_num_steps": max_steps + 1, "step_t": t[1:]}
     try:
         if adjoint:
+            # Parameters and declared inputs of the field (a refusal if it reads anything else);
+            # the check traces one evaluation, counted in nfe.
+            params = tuple(counted.parameters())
+            counted.inputs = declared_inputs(counted.field)
+            check_reads(counted, params + counted.inputs, z0, t[0])
             return torchdiffeq.odeint_adjoint(
                 counted, z0, t, rtol=rtol, atol=atol, method=method, options=options,
                 adjoint_rtol=rtol, adjoint_atol=atol, adjoint_options=dict(options),
-                adjoint_params=tuple(counted.parameters()),
+                adjoint_params=params + counted.inputs,
             )
         return torchdiffeq.odeint(counted, z0, t, rtol=rtol, atol=atol, method=method, options=options)
     except AssertionError as err:
