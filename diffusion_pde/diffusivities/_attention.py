@@ -39,6 +39,8 @@ def normalise_qk(x: torch.Tensor, mode: str) -> torch.Tensor:
 class QueryKeyDiffusivity(Diffusivity):
     """Base of attention diffusivities with q = Z W_q, k = Z W_k (no bias), H heads of d_k."""
 
+    cached_inputs = ("_frozen_qk",)
+
     def __init__(self, in_channels: int | None = None, *, heads: int = 1, key_channels: int | None = None,
                  qk_norm: str = "row", frozen: bool = False, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()

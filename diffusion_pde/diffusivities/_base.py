@@ -37,6 +37,9 @@ class Diffusivity(nn.Module):
 
     name: ClassVar[str]
     properties: DiffusivityProperties  # a class attribute; combinators (mix) set it per instance
+    #: Attributes that :meth:`set_initial_state` fills with tensors computed from Z⁰ (a tensor, a
+    #: tuple of tensors, or None): the field reads them, so the adjoint must differentiate them.
+    cached_inputs: ClassVar[tuple[str, ...]] = ()
 
     def forward(self, z: torch.Tensor, values: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
         """S(z, t) @ values along the node axis (``values`` defaults to ``z``)."""

@@ -21,6 +21,7 @@ from ._base import Diffusivity, DiffusivityProperties, register_diffusivity
 @register_diffusivity
 class EnergyDiffusivity(Diffusivity):
     name = "energy"
+    cached_inputs = ("_frozen_s",)
     properties = DiffusivityProperties(
         row_stochastic=True, symmetric=False, nonnegative=True, depends_on_state=True, cost="O(N^2 d)"
     )

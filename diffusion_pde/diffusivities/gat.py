@@ -40,6 +40,7 @@ from ._base import Diffusivity, DiffusivityProperties, PerHeadDense, positive_in
 @register_diffusivity
 class GAT(PerHeadDense, Diffusivity):
     name = "gat"
+    cached_inputs = ("_frozen_alpha",)
     properties = DiffusivityProperties(
         row_stochastic=True, symmetric=False, nonnegative=True, depends_on_state=True, cost="O(E d)"
     )
