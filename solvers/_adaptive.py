@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 import torchdiffeq
 
-from ._adjoint import bound_inputs, check_reads, declared_inputs
+from ._adjoint import bound_inputs, odeint_adjoint
 from ._solution import IntegrationError, SolverStats
 from ._validate import count_nonfinite
 
@@ -100,16 +100,10 @@ def integrate_adaptive(
     options = {"max_num_steps": max_steps + 1, "step_t": t[1:]}
     try:
         if adjoint:
-            # Parameters and declared inputs of the field (a refusal if it reads anything else);
-            # the check traces one evaluation, counted in nfe.
-            params = tuple(counted.parameters())
-            counted.inputs = declared_inputs(counted.field)
-            check_reads(counted, params + counted.inputs, z0, t[0])
-            return torchdiffeq.odeint_adjoint(
-                counted, z0, t, rtol=rtol, atol=atol, method=method, options=options,
-                adjoint_rtol=rtol, adjoint_atol=atol, adjoint_options=dict(options),
-                adjoint_params=params + counted.inputs,
-            )
+            # Differentiates the field's parameters and declared inputs too (and refuses a field
+            # that reads other tensors requiring grad; the check traces one evaluation, in nfe).
+            return odeint_adjoint(counted, z0, t, rtol=rtol, atol=atol, method=method, options=options,
+                                  adjoint_rtol=rtol, adjoint_atol=atol, adjoint_options=dict(options))
         return torchdiffeq.odeint(counted, z0, t, rtol=rtol, atol=atol, method=method, options=options)
     except AssertionError as err:
         message = str(err)

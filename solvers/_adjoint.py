@@ -13,9 +13,15 @@ tensor the field reads are silently lost. A field reads, besides ``t`` and ``z``
   ``use_adjoint_inputs(inputs)``
       a context manager under which it reads ``inputs`` (a tuple as returned above) instead.
 
-  The solve binds the tensors it started with, so the backward pass differentiates the
-  evaluation that the forward pass made even if the field has been re-initialised since
-  (two forward passes, then one backward).
+An external input usually depends on the field's own parameters (frozen q = Z⁰ W_q reads W_q), so
+handing it to torchdiffeq as it is would count the path through it twice: once inside the
+adjoint's vector-Jacobian products and again through the input's own history. :func:`odeint_adjoint`
+therefore binds *detached leaf copies* of the inputs for every evaluation, lets torchdiffeq's
+adjoint differentiate those, and returns their gradients to the original tensors through one
+outer autograd function, from where they flow on to Z⁰, W_q, an encoder, ... The copies are
+bound at the start of the solve, so the backward pass differentiates the evaluation that the
+forward pass made even if the field has been re-initialised since (two forward passes, then one
+backward).
 
 Before the solve, one evaluation of the field is traced and its autograd graph walked: if it
 reaches a tensor that requires grad and is neither the state, a parameter nor a declared input,
@@ -25,9 +31,10 @@ the adjoint would return a wrong gradient, so :func:`check_reads` raises instead
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
+import torchdiffeq
 
 Field = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -104,3 +111,43 @@ def _undeclared_leaves(out: torch.Tensor, z: torch.Tensor,
                 continue
             stack.append(nxt)
     return list(found.values())
+
+
+class _AdjointSolve(torch.autograd.Function):
+    """Outer function of z0, the field's parameters and its declared inputs; its backward asks
+    torchdiffeq's adjoint (run on leaf copies of the inputs) for all their gradients."""
+
+    @staticmethod
+    def forward(ctx: Any, counted: Any, solve: Callable, n_params: int, z0: torch.Tensor,
+                *tensors: torch.Tensor) -> torch.Tensor:
+        params = tensors[:n_params]
+        leaves = tuple(x.detach().requires_grad_(x.requires_grad) for x in tensors[n_params:])
+        counted.inputs = leaves
+        with torch.enable_grad():
+            y0 = z0.detach().requires_grad_(z0.requires_grad)
+            traj = solve(y0, params + leaves)
+        ctx.inner = (traj, (y0, *params, *leaves))
+        return traj.detach()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        traj, wrt = ctx.inner
+        ctx.inner = None
+        needed = [x for x in wrt if x.requires_grad]
+        found = iter(torch.autograd.grad(traj, needed, grad, allow_unused=True) if traj.requires_grad else ())
+        grads = [next(found, None) if x.requires_grad else None for x in wrt]
+        return (None, None, None, *grads)
+
+
+def odeint_adjoint(counted: Any, z0: torch.Tensor, t: torch.Tensor, **options: Any) -> torch.Tensor:
+    """torchdiffeq's ``odeint_adjoint`` of ``counted`` (a module wrapping the field, with an
+    ``inputs`` attribute it binds for every evaluation) that differentiates z0, the field's
+    parameters and its declared inputs; refuses a field that reads anything else."""
+    params = tuple(counted.parameters())
+    inputs = declared_inputs(counted.field)
+
+    def solve(y0: torch.Tensor, adjoint_params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        check_reads(counted, adjoint_params, y0, t[0])
+        return torchdiffeq.odeint_adjoint(counted, y0, t, adjoint_params=adjoint_params, **options)
+
+    return _AdjointSolve.apply(counted, solve, len(params), z0, *params, *inputs)
