@@ -48,10 +48,29 @@ class DiffusionField(nn.Module):
         self.initial_state: torch.Tensor | None = None
 
     def set_initial_state(self, z0: torch.Tensor) -> "DiffusionField":
-        """Remember Z⁰ for the source term (and let the diffusivity see it); returns ``self``."""
+        """Remember Z⁰ for the source term (and let the diffusivity see it); returns ``self``.
+
+        Raises:
+            TypeError: z0 is not a floating tensor, or its dtype/device differs from a parameter
+                of the field (named, with the fix).
+        """
+        self.check_state(z0)
         self.initial_state = z0
         self.diffusivity.set_initial_state(z0)
         return self
+
+    def check_state(self, z: torch.Tensor, what: str = "z0") -> None:
+        """``z`` must be a floating tensor with the dtype and device of every parameter of the field
+        (attention weights, value projection); graph diffusivities check their own operator."""
+        if not isinstance(z, torch.Tensor) or not torch.is_floating_point(z):
+            got = z.dtype if isinstance(z, torch.Tensor) else type(z).__name__
+            raise TypeError(f"{what} must be a floating torch.Tensor, got {got}")
+        for name, param in self.named_parameters():
+            if param.dtype != z.dtype or param.device != z.device:
+                raise TypeError(
+                    f"{what} is {z.dtype} on {z.device} but the field's parameter {name!r} is {param.dtype} on "
+                    f"{param.device}; move the field with field.to(z) (or build it with dtype=z.dtype)"
+                )
 
     def _input_slots(self) -> list[tuple[object, str]]:
         """Where the field keeps tensors built outside the solve: Z⁰ (read by the source term) and

@@ -52,6 +52,10 @@ class LinearGraphDiffusivity(Diffusivity):
                 f"{self.matrix.device}; move it with diffusivity.to(z) (or build it with dtype=z.dtype)"
             )
 
+    def set_initial_state(self, z0: torch.Tensor) -> None:
+        """S does not depend on Z⁰; only check Z⁰'s shape, dtype and device before a solve."""
+        self._check(z0)
+
     def forward(self, z: torch.Tensor, values: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
         values = z if values is None else values
         self._check(values)

@@ -256,3 +256,19 @@ def test_identity_has_no_dirichlet_energy():
     op = diffusivity("identity")
     with pytest.raises(ValueError, match=r"(?s)identity.*Dirichlet|Dirichlet.*identity"):
         dirichlet_energy(randn(5, 2), op)
+
+
+@pytest.mark.parametrize("name", ["gcn", "random_walk", "gin", "gat", "transformer", "difformer_s", "difformer_a", "mix"])
+def test_a_state_whose_dtype_differs_from_the_field_is_named_before_any_work(name: str) -> None:
+    """float64 field, float32 state: a TypeError naming both dtypes and the fix, before solving."""
+    from torch_geometric.data import Data
+
+    from diffusion_pde.diffusivities import diffusivity_for
+
+    graph = Data(edge_index=torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]), num_nodes=3)
+    field = DiffusionField(diffusivity_for(name, graph=graph, in_channels=2, dtype=torch.float64), source_weight=0.1)
+    calls = []
+    with pytest.raises(TypeError, match=r"float32.*float64.*\.to\("):
+        solvers.solve(lambda t, z: calls.append(t) or field(t, z), field.set_initial_state(torch.ones(3, 2)).initial_state,
+                      1.0, method="euler", n_steps=2)
+    assert calls == []
