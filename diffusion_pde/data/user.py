@@ -1,0 +1,253 @@
+"""A researcher's own graph: a saved PyG ``Data`` or a folder of plain files, validated once.
+
+Accepted forms of ``path`` (:func:`load_graph`):
+
+* a file ``*.pt``/``*.pth`` written by ``torch.save`` holding a ``torch_geometric.data.Data`` or a
+  dict with the same keys (loaded with ``weights_only=True``: no arbitrary code runs);
+* a folder holding, each as ``NAME.csv`` or ``NAME.npy``:
+
+  | name | shape | ``.csv`` form |
+  |---|---|---|
+  | ``edge_index`` (required) | [2, E] integers, row 0 sources, row 1 targets (PyG) | E lines ``source,target`` |
+  | ``x`` (required) | [N, F] numbers | N lines of F comma-separated numbers |
+  | ``y`` (required) | [N] integer labels 0..C−1 | N lines, one label each |
+  | ``train_mask``, ``val_mask``, ``test_mask`` (optional, all or none) | [N] or [N, K] booleans (K splits) | N lines of 0/1 (K columns) |
+
+  A first ``.csv`` line that is not numeric is taken as a header and skipped.
+
+:func:`validate_graph_data` checks and converts any ``Data`` (whatever its origin) before work
+starts; :func:`validate_split` checks a train/validation/test split against it. Every error
+names the file or field and the fix.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch_geometric.data import Data
+
+from .splits import Split
+
+FIELDS = ("edge_index", "x", "y")
+MASKS = ("train_mask", "val_mask", "test_mask")
+SUFFIXES = (".npy", ".csv")
+
+
+def load_graph(path: str | Path, *, dtype: torch.dtype = torch.float32) -> Data:
+    """Read and validate a user graph from ``path`` (see the module docstring for the formats).
+
+    Returns a ``Data`` with ``x`` [N, F] (``dtype``), ``edge_index`` [2, E] (long), ``y`` [N]
+    (long), the masks when given (bool), ``name`` (the file or folder name) and ``num_classes``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist, or a required file is missing.
+        ValueError / TypeError: a file cannot be parsed or its content is invalid (which file,
+            what is wrong, how to fix it).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"dataset path {path} does not exist; pass a saved Data (.pt) or a folder with "
+                                "edge_index, x and y as .csv or .npy files")
+    if path.is_dir():
+        data = _read_folder(path)
+    elif path.suffix in (".pt", ".pth"):
+        data = _read_saved(path)
+    else:
+        raise ValueError(f"dataset path {path} is neither a folder nor a .pt/.pth file saved with torch.save")
+    data = validate_graph_data(data, where=str(path), dtype=dtype)
+    data.name = path.stem if path.is_file() else path.name
+    return data
+
+
+def _read_saved(path: Path) -> Data:
+    from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
+    from torch_geometric.data.storage import GlobalStorage
+
+    try:
+        with torch.serialization.safe_globals([Data, DataEdgeAttr, DataTensorAttr, GlobalStorage]):
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt, truncated, or not a torch file
+        raise ValueError(f"dataset file {path} could not be read by torch.load ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0][:200]}); save the graph with torch.save(Data(...), path)") from None
+    if isinstance(loaded, dict):
+        loaded = Data(**loaded)
+    if not isinstance(loaded, Data):
+        raise TypeError(f"dataset file {path} holds a {type(loaded).__name__}, not a torch_geometric Data or a dict "
+                        "with x, edge_index and y")
+    return loaded
+
+
+def _read_folder(folder: Path) -> Data:
+    tensors: dict[str, torch.Tensor] = {}
+    for name in FIELDS + MASKS:
+        found = [folder / f"{name}{suffix}" for suffix in SUFFIXES if (folder / f"{name}{suffix}").is_file()]
+        if len(found) > 1:
+            raise ValueError(f"dataset folder {folder} holds both {found[0].name} and {found[1].name}; keep one")
+        if not found:
+            if name in FIELDS:
+                raise FileNotFoundError(f"dataset folder {folder} has no {name}.csv or {name}.npy (required: "
+                                        f"{', '.join(FIELDS)}; optional: {', '.join(MASKS)})")
+            continue
+        value = _read_array(found[0], integer=name in ("edge_index", "y"))
+        if name == "edge_index" and found[0].suffix == ".csv":
+            if value.ndim != 2 or value.shape[1] != 2:
+                raise ValueError(f"{found[0]} must have two columns (source,target) per line, got shape {value.shape}")
+            value = value.T
+        elif name != "edge_index" and value.ndim == 2 and value.shape[1] == 1:
+            value = value[:, 0]
+        tensors[name] = torch.from_numpy(np.ascontiguousarray(value))
+    given = [m for m in MASKS if m in tensors]
+    if given and len(given) != len(MASKS):
+        raise ValueError(f"dataset folder {folder} has {', '.join(given)} but not "
+                         f"{', '.join(m for m in MASKS if m not in given)}: give all three masks or none "
+                         "(then random splits are drawn)")
+    return Data(**tensors, num_nodes=int(tensors["x"].shape[0]))
+
+
+def _read_array(path: Path, integer: bool) -> np.ndarray:
+    """The array in ``path`` (.npy or .csv); integer-valued floats become int64 when ``integer``."""
+    try:
+        value = np.load(path, allow_pickle=False) if path.suffix == ".npy" else _read_csv(path)
+    except ValueError as err:
+        raise ValueError(f"{path} could not be parsed: {err}") from None
+    if not (np.issubdtype(value.dtype, np.number) or value.dtype == bool):
+        raise TypeError(f"{path} must hold numbers, got dtype {value.dtype}")
+    if integer and value.size and np.issubdtype(value.dtype, np.floating):
+        if not np.all(np.isfinite(value)) or not np.all(value == np.round(value)):
+            raise ValueError(f"{path} must hold integers (node indices or class labels), found non-integer values")
+        value = value.astype(np.int64)
+    return value
+
+
+def _read_csv(path: Path) -> np.ndarray:
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if lines and not _is_numeric(lines[0]):
+        lines = lines[1:]  # a header
+    rows = [[float(cell) for cell in line.split(",")] for line in lines]
+    widths = {len(row) for row in rows}
+    if len(widths) > 1:
+        raise ValueError(f"lines have different numbers of columns {sorted(widths)}")
+    return np.array(rows, dtype=np.float64).reshape(len(rows), widths.pop() if widths else 0)
+
+
+def _is_numeric(line: str) -> bool:
+    try:
+        [float(cell) for cell in line.split(",")]
+    except ValueError:
+        return False
+    return True
+
+
+def validate_graph_data(data: object, *, where: str = "data", dtype: torch.dtype | None = None) -> Data:
+    """Check a node-classification graph and return a converted copy.
+
+    Requirements: ``x`` a finite [N, F] numeric matrix (converted to ``dtype``, default: float32
+    unless already floating), ``edge_index`` [2, E] integers in [0, N), ``y`` [N] integer labels
+    0..C−1, optional masks [N] or [N, K] of booleans (or 0/1). The result carries ``num_classes``.
+
+    Raises:
+        TypeError / ValueError: naming ``where``, the field and the fix.
+    """
+    if not isinstance(data, Data):
+        raise TypeError(f"{where} must be a torch_geometric.data.Data with x, edge_index and y, got {type(data).__name__}")
+    for name in FIELDS:
+        if getattr(data, name, None) is None:
+            raise ValueError(f"{where} has no {name}: a node-classification graph needs x [N, F], edge_index [2, E] "
+                             "and y [N]")
+        if not isinstance(data[name], torch.Tensor):
+            raise TypeError(f"{where}: {name} must be a torch.Tensor, got {type(data[name]).__name__}")
+    x, edge_index, y = data.x, data.edge_index, data.y
+    if x.dim() != 2 or x.shape[0] < 1 or x.shape[1] < 1:
+        raise ValueError(f"{where}: x must be a [N, F] feature matrix with N, F >= 1, got shape {tuple(x.shape)}")
+    if x.is_complex() or x.dtype == torch.bool:
+        raise TypeError(f"{where}: x must hold real numbers, got {x.dtype}")
+    n = x.shape[0]
+    target = dtype if dtype is not None else (x.dtype if x.is_floating_point() else torch.float32)
+    x = x.to(target)
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).any(dim=1).nonzero()[0])
+        raise ValueError(f"{where}: x holds NaN or Inf (first at node {bad}); impute or drop those features first")
+    if edge_index.dim() != 2 or edge_index.shape[0] != 2:
+        raise ValueError(f"{where}: edge_index must have shape [2, E] (row 0 sources, row 1 targets), got "
+                         f"{tuple(edge_index.shape)}; an [E, 2] edge list needs .t()")
+    if edge_index.is_floating_point() or edge_index.dtype == torch.bool:
+        raise TypeError(f"{where}: edge_index must hold integer node indices, got {edge_index.dtype}; use .long()")
+    edge_index = edge_index.long()
+    if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= n):
+        raise ValueError(f"{where}: edge_index holds node indices outside [0, N) = [0, {n}) (min {int(edge_index.min())}, "
+                         f"max {int(edge_index.max())}); N is the number of rows of x")
+    y = _labels(y, n, where)
+    out = Data(x=x, edge_index=edge_index, y=y, num_nodes=n)
+    for mask in MASKS:
+        value = getattr(data, mask, None)
+        if value is not None:
+            out[mask] = _mask(value, n, f"{where}: {mask}")
+    out.num_classes = int(y.max()) + 1
+    out.name = getattr(data, "name", None) or "data"
+    return out
+
+
+def _labels(y: torch.Tensor, n: int, where: str) -> torch.Tensor:
+    if y.dim() == 2 and y.shape[1] == 1:
+        y = y.view(-1)
+    if y.shape != (n,):
+        raise ValueError(f"{where}: y must hold one label per node, shape [N] = [{n}], got {tuple(y.shape)}")
+    if y.is_floating_point():
+        if not bool(torch.isfinite(y).all()) or not bool((y == y.round()).all()):
+            raise ValueError(f"{where}: y must hold integer class labels 0..C-1, found non-integer values "
+                             "(this is a classification task; regression targets are not supported)")
+    elif y.dtype == torch.bool or y.is_complex():
+        raise TypeError(f"{where}: y must hold integer class labels, got {y.dtype}")
+    y = y.long()
+    if int(y.min()) < 0:
+        node = int((y < 0).nonzero()[0])
+        raise ValueError(f"{where}: y holds the label {int(y[node])} at node {node}: labels must be 0..C-1. Give "
+                         "unlabelled nodes any valid label and leave them out of the split masks")
+    return y
+
+
+def _mask(mask: object, n: int, where: str) -> torch.Tensor:
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"{where} must be a tensor of booleans, got {type(mask).__name__}")
+    if mask.dim() not in (1, 2) or mask.shape[0] != n:
+        raise ValueError(f"{where} must have shape [N] or [N, K] with N = {n}, got {tuple(mask.shape)}")
+    if mask.dtype != torch.bool:
+        if not bool(((mask == 0) | (mask == 1)).all()):
+            raise ValueError(f"{where} must hold booleans or 0/1")
+        mask = mask != 0
+    return mask
+
+
+def validate_split(split: object, data: Data, *, where: str = "split") -> None:
+    """Check that ``split`` fits ``data``: non-empty, in-range, duplicate-free and disjoint index
+    sets. Warns (``UserWarning``) when a class has no training node.
+
+    Raises:
+        TypeError / ValueError: naming the node set and the fix.
+    """
+    if not isinstance(split, Split):
+        raise TypeError(f"{where} must be a diffusion_pde.data.Split, got {type(split).__name__}")
+    n = data.num_nodes
+    sets = {"train": split.train, "val": split.val, "test": split.test}
+    for part, index in sets.items():
+        if not isinstance(index, torch.Tensor) or index.dim() != 1 or index.is_floating_point() or index.dtype == torch.bool:
+            raise TypeError(f"{where}: {part} must be a 1-D tensor of node indices (torch.long)")
+        if index.numel() == 0:
+            raise ValueError(f"{where}: {part} is empty: training needs training nodes, the best epoch is chosen on the "
+                             "validation nodes and reported on the test nodes; give each set at least one node")
+        if int(index.min()) < 0 or int(index.max()) >= n:
+            raise ValueError(f"{where}: {part} holds node indices outside [0, {n})")
+        if index.unique().numel() != index.numel():
+            raise ValueError(f"{where}: {part} lists a node more than once")
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        common = np.intersect1d(sets[a].cpu().numpy(), sets[b].cpu().numpy())
+        if common.size:
+            raise ValueError(f"{where}: {a} and {b} share {common.size} node(s) (e.g. node {int(common[0])}); "
+                             "the sets must be disjoint")
+    missing = sorted(set(range(int(data.y.max()) + 1)) - set(data.y[split.train.cpu()].tolist()))
+    if missing:
+        warnings.warn(f"{where}: class(es) {missing} have no training node, so the model never sees them labelled",
+                      UserWarning, stacklevel=2)

@@ -1,0 +1,180 @@
+"""A user's own graph: folders of CSV/NPY files and saved Data, validated with clear errors."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch_geometric.data import Data
+
+from diffusion_pde.data import Split
+from diffusion_pde.data.user import load_graph, validate_graph_data, validate_split
+
+EDGES = np.array([[0, 1], [1, 2], [2, 3], [3, 0], [1, 3]])
+X = np.arange(12, dtype=np.float64).reshape(4, 3) / 10
+Y = np.array([0, 1, 1, 0])
+TRAIN = np.array([1, 1, 0, 0], dtype=bool)
+VAL = np.array([0, 0, 1, 0], dtype=bool)
+TEST = np.array([0, 0, 0, 1], dtype=bool)
+
+
+def _write_csv(folder: Path, masks: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "edge_index.csv").write_text("source,target\n" + "".join(f"{a},{b}\n" for a, b in EDGES))
+    (folder / "x.csv").write_text("".join(",".join(str(v) for v in row) + "\n" for row in X))
+    (folder / "y.csv").write_text("label\n" + "".join(f"{v}\n" for v in Y))
+    if masks:
+        for name, mask in (("train_mask", TRAIN), ("val_mask", VAL), ("test_mask", TEST)):
+            (folder / f"{name}.csv").write_text("".join(f"{int(v)}\n" for v in mask))
+    return folder
+
+
+def _write_npy(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "edge_index.npy", EDGES.T)
+    np.save(folder / "x.npy", X)
+    np.save(folder / "y.npy", Y)
+    for name, mask in (("train_mask", TRAIN), ("val_mask", VAL), ("test_mask", TEST)):
+        np.save(folder / f"{name}.npy", mask)
+    return folder
+
+
+def _check(data: Data) -> None:
+    assert torch.equal(data.edge_index, torch.from_numpy(EDGES.T).long())
+    assert torch.allclose(data.x, torch.from_numpy(X).float()) and data.x.dtype == torch.float32
+    assert torch.equal(data.y, torch.from_numpy(Y).long())
+    assert data.num_nodes == 4 and data.num_classes == 2
+    for name, mask in (("train_mask", TRAIN), ("val_mask", VAL), ("test_mask", TEST)):
+        assert torch.equal(data[name], torch.from_numpy(mask))
+
+
+def test_csv_npy_and_saved_data_give_the_same_graph(tmp_path: Path) -> None:
+    _check(load_graph(_write_csv(tmp_path / "csv")))
+    _check(load_graph(_write_npy(tmp_path / "npy")))
+    masks = {name: torch.from_numpy(m) for name, m in (("train_mask", TRAIN), ("val_mask", VAL), ("test_mask", TEST))}
+    fields = dict(x=torch.from_numpy(X), edge_index=torch.from_numpy(EDGES.T), y=torch.from_numpy(Y), **masks)
+    torch.save(Data(**fields), tmp_path / "graph.pt")
+    torch.save(fields, tmp_path / "dict.pt")
+    for name in ("graph.pt", "dict.pt"):
+        data = load_graph(tmp_path / name)
+        _check(data)
+        assert data.name == Path(name).stem
+
+
+def test_loading_never_writes_into_the_folder(tmp_path: Path) -> None:
+    folder = _write_csv(tmp_path / "g")
+    before = {p: p.read_bytes() for p in folder.iterdir()}
+    load_graph(folder)
+    assert {p: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def _corrupt(tmp_path: Path, what: str) -> Path:
+    folder = _write_csv(tmp_path / "g")
+    if what == "missing y":
+        (folder / "y.csv").unlink()
+    elif what == "label -1":
+        (folder / "y.csv").write_text("0\n1\n-1\n0\n")
+    elif what == "float labels":
+        (folder / "y.csv").write_text("0\n1.5\n1\n0\n")
+    elif what == "edge out of range":
+        (folder / "edge_index.csv").write_text("0,1\n1,4\n")
+    elif what == "nan feature":
+        (folder / "x.csv").write_text("0,0,0\n1,nan,1\n0,0,0\n1,1,1\n")
+    elif what == "three columns":
+        (folder / "edge_index.csv").write_text("0,1,2\n1,2,3\n")
+    elif what == "ragged csv":
+        (folder / "x.csv").write_text("0,0,0\n1,1\n0,0,0\n1,1,1\n")
+    elif what == "text in csv":
+        (folder / "x.csv").write_text("0,0,0\n1,a,1\n0,0,0\n1,1,1\n")
+    elif what == "partial masks":
+        (folder / "test_mask.csv").unlink()
+    elif what == "both formats":
+        np.save(folder / "y.npy", Y)
+    elif what == "wrong label count":
+        (folder / "y.csv").write_text("0\n1\n1\n")
+    elif what == "mask not 0/1":
+        (folder / "val_mask.csv").write_text("0\n2\n1\n0\n")
+    elif what == "truncated pt":
+        torch.save(Data(x=torch.ones(4, 1), edge_index=torch.zeros(2, 0, dtype=torch.long), y=torch.zeros(4)),
+                   tmp_path / "g.pt")
+        raw = (tmp_path / "g.pt").read_bytes()
+        (tmp_path / "g.pt").write_bytes(raw[: len(raw) // 2])
+        return tmp_path / "g.pt"
+    elif what == "pt holds a list":
+        torch.save([1, 2], tmp_path / "g.pt")
+        return tmp_path / "g.pt"
+    elif what == "no such path":
+        return tmp_path / "nowhere"
+    elif what == "text file":
+        (tmp_path / "g.txt").write_text("hello")
+        return tmp_path / "g.txt"
+    return folder
+
+
+BAD = [
+    ("missing y", FileNotFoundError, r"no y\.csv or y\.npy"),
+    ("label -1", ValueError, r"y holds the label -1 at node 2.*0\.\.C-1"),
+    ("float labels", ValueError, r"y\.csv must hold integers"),
+    ("edge out of range", ValueError, r"edge_index holds node indices outside \[0, N\) = \[0, 4\)"),
+    ("nan feature", ValueError, r"x holds NaN or Inf \(first at node 1\)"),
+    ("three columns", ValueError, r"edge_index\.csv must have two columns"),
+    ("ragged csv", ValueError, r"x\.csv could not be parsed: lines have different numbers of columns"),
+    ("text in csv", ValueError, r"x\.csv could not be parsed"),
+    ("partial masks", ValueError, r"but not test_mask: give all three masks or none"),
+    ("both formats", ValueError, r"holds both y\.npy and y\.csv"),
+    ("wrong label count", ValueError, r"y must hold one label per node, shape \[N\] = \[4\]"),
+    ("mask not 0/1", ValueError, r"val_mask must hold booleans or 0/1"),
+    ("truncated pt", ValueError, r"g\.pt could not be read by torch\.load"),
+    ("pt holds a list", TypeError, r"g\.pt holds a list"),
+    ("no such path", FileNotFoundError, r"nowhere does not exist"),
+    ("text file", ValueError, r"neither a folder nor a \.pt"),
+]
+
+
+@pytest.mark.parametrize(("what", "error", "match"), BAD, ids=[case[0] for case in BAD])
+def test_bad_user_graphs_are_refused_naming_the_file_and_the_fix(tmp_path: Path, what: str, error: type,
+                                                                  match: str) -> None:
+    with pytest.raises(error, match=match):
+        load_graph(_corrupt(tmp_path, what))
+
+
+def test_validate_converts_dtypes_and_refuses_non_data() -> None:
+    data = Data(x=torch.ones(3, 2, dtype=torch.float64), edge_index=torch.tensor([[0], [1]], dtype=torch.int32),
+                y=torch.tensor([0.0, 1.0, 0.0]))
+    out = validate_graph_data(data, dtype=torch.float32)
+    assert out.x.dtype == torch.float32 and out.edge_index.dtype == torch.long and out.y.dtype == torch.long
+    assert validate_graph_data(data).x.dtype == torch.float64  # a floating x keeps its dtype by default
+    with pytest.raises(TypeError, match="must be a torch_geometric.data.Data"):
+        validate_graph_data({"x": 1})
+    with pytest.raises(ValueError, match=r"has no y"):
+        validate_graph_data(Data(x=torch.ones(3, 2), edge_index=torch.zeros(2, 0, dtype=torch.long)))
+
+
+def _split(train: list[int], val: list[int], test: list[int]) -> Split:
+    return Split("user", 0, *(torch.tensor(part, dtype=torch.long) for part in (train, val, test)))
+
+
+@pytest.mark.parametrize(("split", "match"), [
+    (([0, 1], [], [3]), r"split: val is empty"),
+    (([0, 1], [2], [1]), r"split: train and test share 1 node\(s\) \(e\.g\. node 1\)"),
+    (([0, 9], [2], [3]), r"split: train holds node indices outside \[0, 4\)"),
+    (([0, 0], [2], [3]), r"split: train lists a node more than once"),
+])
+def test_bad_splits_are_refused(split: tuple, match: str) -> None:
+    data = validate_graph_data(Data(x=torch.ones(4, 2), edge_index=torch.zeros(2, 0, dtype=torch.long),
+                                    y=torch.tensor([0, 1, 1, 0])))
+    with pytest.raises(ValueError, match=match):
+        validate_split(_split(*split), data)
+
+
+def test_a_class_without_training_nodes_warns() -> None:
+    data = validate_graph_data(Data(x=torch.ones(5, 2), edge_index=torch.zeros(2, 0, dtype=torch.long),
+                                    y=torch.tensor([0, 1, 2, 0, 2])))
+    with pytest.warns(UserWarning, match=r"class\(es\) \[2\] have no training node"):
+        validate_split(_split([0, 1], [2], [3]), data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every class has a training node: no warning
+        validate_split(_split([0, 1, 2], [3], [4]), data)
