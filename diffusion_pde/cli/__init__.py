@@ -1,4 +1,9 @@
-"""The ``diffusion-pde`` command line: one subcommand per module in this package."""
+"""The ``diffusion-pde`` command line: one subcommand per module in this package.
+
+Exit codes: 0 success, 1 a failed check (``check``), 2 a usage error (a bad argument, found before
+any work started) or a training run stopped by a NaN/Inf, each printed as one line; 130 Ctrl-C.
+Any other error is a failure of the work itself and keeps its traceback.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,13 @@ import argparse
 import sys
 from typing import Sequence
 
+from ..training import NonFiniteError
 from . import check, solve, sweep, train
+from ._common import Parser, UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="diffusion-pde",
         description="Energy-constrained diffusion (DIFFormer) as ODE integration: solve, train and check.",
     )
@@ -27,8 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (ValueError, TypeError) as err:
-        parser.exit(2, f"diffusion-pde {args.command}: error: {err}\n")
+    except (UsageError, NonFiniteError) as err:
+        parser.exit(2, f"diffusion-pde {args.command}: error: {' '.join(str(err).splitlines())}\n")
     except KeyboardInterrupt:
         parser.exit(130, "interrupted\n")
 

@@ -1,10 +1,19 @@
-"""Helpers shared by the subcommands: devices, dtypes, progress bars, output."""
+"""Helpers shared by the subcommands: argument errors, devices, dtypes, progress bars, output.
+
+A subcommand checks its arguments before it starts any work, inside :func:`usage_errors`; what
+fails there is a :class:`UsageError`, which ``main`` prints as one line with exit code 2. Errors
+raised once the work has started are not usage errors: they keep their traceback.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 import sys
-from typing import Any
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
 
 import torch
 from tqdm.auto import tqdm
@@ -12,14 +21,77 @@ from tqdm.auto import tqdm
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+class UsageError(ValueError):
+    """A bad argument, found before the command started any work; the message names the argument
+    and the fix."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (exit code 2), like the commands' own usage errors."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
+def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Setting name (argparse ``dest``) → the command-line flag that sets it."""
+    return {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings and a.dest != "help"}
+
+
+def _named_flags(message: str, flags: Mapping[str, str]) -> list[str]:
+    """The flags whose setting ``message`` is about: a name at its start, written ``name=``, or
+    (names with an underscore, which are no English words) anywhere."""
+    return [flag for dest, flag in flags.items() if flag not in message and re.search(
+        rf"^{dest}\b|\b{dest}=" + (rf"|\b{dest}\b" if "_" in dest else ""), message)]
+
+
+@contextmanager
+def usage_errors(flags: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Checks before any work: a ValueError, TypeError or FileNotFoundError raised inside is a
+    bad argument and leaves as a :class:`UsageError` (the original is its ``__cause__``), its
+    message completed with the command-line ``flags`` of the settings it names."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        message = str(err)
+        named = _named_flags(message, flags or {})
+        raise UsageError(f"{message} (set by {', '.join(named)})" if named else message) from err
+
+
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available; an unavailable CUDA request is an error."""
+    """``auto`` picks CUDA when available; anything but an available CPU or CUDA device is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {name!r} is not a device here; use cpu, cuda, cuda:N or auto")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda requested but CUDA is not available; use --device cpu")
+        raise ValueError(f"--device {name} requested but CUDA is not available; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: there are {torch.cuda.device_count()} CUDA devices "
+                         f"(cuda:0..cuda:{torch.cuda.device_count() - 1}); use one of them")
     return device
+
+
+def check_figure_path(path: str, flag: str) -> Path:
+    """A figure the command will write at the end: its folder must exist and matplotlib must know
+    the format its suffix names, so that a typo fails before the work, not after it."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    target = Path(path)
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if target.suffix[1:].lower() not in formats:
+        raise ValueError(f"{flag} {path}: the suffix must name an image format ({', '.join(sorted(formats))}), e.g. .png")
+    if not target.parent.is_dir():
+        raise ValueError(f"{flag} {path}: there is no folder {target.parent}; create it or choose another path")
+    if target.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; give a file name such as {target / 'plot.png'}")
+    return target
 
 
 def time_progress(total: float, description: str, quiet: bool) -> tqdm:

@@ -13,7 +13,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ._common import print_json
+from ._common import UsageError, print_json
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     profile = theory_checks.Profile.thorough() if args.thorough else theory_checks.Profile.fast()
     selected = [c for c in checks if not args.select or args.select in c.name or args.select == c.section]
     if not selected:
-        raise ValueError(f"--select {args.select!r} matches no check; see diffusion-pde check --list")
+        raise UsageError(f"--select {args.select!r} matches no check; see diffusion-pde check --list")
     with tqdm(total=len(selected), desc="checks", leave=False, disable=True if args.quiet else None) as bar:
         def progress(item: Any) -> None:
             bar.set_postfix_str(item.name)

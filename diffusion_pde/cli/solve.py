@@ -27,9 +27,20 @@ from ..diffusivities import (
 from ..energies import dirichlet_energy
 from ..exact import exact_solution
 from ..field import DiffusionField
-from ._common import DTYPES, format_table, print_json, resolve_device, time_progress
+from ..training.checkpoint import save_figure_atomic
+from ._common import (
+    DTYPES,
+    check_figure_path,
+    flag_names,
+    format_table,
+    print_json,
+    resolve_device,
+    time_progress,
+    usage_errors,
+)
 
 DATASETS = {"cora": load_cora}
+SAVED_STATES_BUDGET = 2**31  # bytes the saved states of one method may take
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -65,7 +76,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", metavar="FILE.png", default=None, help="save Dirichlet energy versus time per method")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights of learned diffusivities")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, flags=flag_names(p))
 
 
 def _sync(device: torch.device) -> None:
@@ -104,25 +115,49 @@ def run_method(field: DiffusionField, energy_op: Diffusivity, z0: torch.Tensor, 
     return row
 
 
-def default_n_save(args: argparse.Namespace) -> int:
-    """Up to 11 saved times that lie on the fixed-step grid (n_steps divisible by n_save − 1)."""
-    steps = math.ceil(args.t1 / args.dt - 1e-9) if args.dt is not None else (args.n_steps or 20)
+def fixed_steps(args: argparse.Namespace) -> int:
+    """The number of steps of the fixed-step methods."""
+    return math.ceil(args.t1 / args.dt - 1e-9) if args.dt is not None else (args.n_steps or 20)
+
+
+def default_n_save(steps: int) -> int:
+    """Up to 11 saved times that lie on the fixed-step grid (``steps`` divisible by n_save − 1)."""
     return 1 + max(d for d in range(1, 11) if steps % d == 0)
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.n_save is None:
-        args.n_save = default_n_save(args)
-    if args.n_save < 2:
-        raise ValueError("--n-save must be at least 2 (the start and the end time)")
+def prepare(args: argparse.Namespace) -> tuple[torch.device, Diffusivity, Diffusivity, DiffusionField, torch.Tensor]:
+    """Check every argument and build the problem before any integration: (device, S, the
+    operator of the Dirichlet energy, the field, Z⁰)."""
     if not (math.isfinite(args.t1) and args.t1 > 0):
         raise ValueError(f"--t1 must be a positive finite time, got {args.t1}")
+    if args.dt is not None and not (math.isfinite(args.dt) and args.dt > 0):
+        raise ValueError(f"--dt: dt must be > 0 and finite, got {args.dt}; or give --n-steps instead")
+    if args.n_steps is not None and args.n_steps < 1:
+        raise ValueError(f"--n-steps: n_steps must be a positive integer (>= 1), got {args.n_steps}")
+    for flag, value in (("--rtol", args.rtol), ("--atol", args.atol)):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{flag} must be a finite tolerance > 0, got {value}")
     unknown = [m for m in args.method if m not in solvers.available_methods()]
     if unknown:
         raise ValueError(f"unknown --method {', '.join(unknown)}; valid: {', '.join(solvers.available_methods())}")
+    steps = fixed_steps(args)
+    if args.n_save is None:
+        args.n_save = default_n_save(steps)
+    if args.n_save < 2:
+        raise ValueError("--n-save must be at least 2 (the start and the end time)")
+    if args.n_save > steps + 1 and any(m in solvers.fixed_step_methods() for m in args.method):
+        raise ValueError(f"--n-save {args.n_save} asks for more saved times than the {steps} fixed steps give "
+                         f"({steps + 1}; each extra time would add a step): lower --n-save or raise --n-steps")
+    if args.plot:
+        check_figure_path(args.plot, "--plot")
     device, dtype = resolve_device(args.device), DTYPES[args.dtype]
     data = DATASETS[args.dataset](dtype=dtype)
     z0 = (data.x if args.raw_features else row_normalise(data.x)).to(device)
+    state_bytes = z0.numel() * z0.element_size()
+    if args.n_save * state_bytes > SAVED_STATES_BUDGET:
+        raise ValueError(f"--n-save {args.n_save} would keep {args.n_save} states of {z0.shape[0]} x {z0.shape[1]} "
+                         f"{args.dtype} ({args.n_save * state_bytes / 2**30:.1f} GiB); lower --n-save to at most "
+                         f"{SAVED_STATES_BUDGET // state_bytes}")
     torch.manual_seed(args.seed)  # learned diffusivities get seeded random weights
     learned_qk = issubclass(diffusivity_class(args.diffusivity), QueryKeyDiffusivity)
     extra = {"key_channels": args.key_channels} if learned_qk else {}
@@ -130,13 +165,19 @@ def run(args: argparse.Namespace) -> int:
     # The energy is measured with S itself when S is a fixed graph operator, else with the graph's gcn operator.
     energy_op = s if s.node_measure() is not None else diffusivity_for("gcn", graph=data, dtype=dtype).to(device)
     field = DiffusionField(s, source_weight=args.source_weight).set_initial_state(z0)
+    return device, s, energy_op, field, z0
+
+
+def run(args: argparse.Namespace) -> int:
+    with usage_errors(args.flags):
+        device, s, energy_op, field, z0 = prepare(args)
 
     exact, exact_seconds, exact_energy = None, None, None
     if not s.properties.depends_on_state and not args.no_reference:
         start = time.perf_counter()
         exact = exact_solution(s, z0, args.t1, args.source_weight)
         exact_seconds = time.perf_counter() - start
-        exact_energy = float(dirichlet_energy(exact.to(device=device, dtype=dtype), energy_op))
+        exact_energy = float(dirichlet_energy(exact.to(device=device, dtype=z0.dtype), energy_op))
     t_eval = [args.t1 * k / (args.n_save - 1) for k in range(args.n_save)]
     rows = [run_method(field, energy_op, z0, args, m, t_eval, exact) for m in args.method]
 
@@ -208,5 +249,5 @@ def plot_energies(payload: dict[str, Any], path: str) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure_atomic(fig, path)
     plt.close(fig)

@@ -25,9 +25,10 @@ from ..data import load_dataset
 from ..diffusivities import diffusivity_for
 from ..energies import normalised_dirichlet_energy
 from ..models import NodeClassifier, build_model
-from ..training import run_experiment
-from ..training.checkpoint import write_json_atomic
-from ._common import format_table, print_json, resolve_device
+from ..training import prepare_experiment
+from ..training.checkpoint import save_figure_atomic, write_json_atomic
+from ..training.experiment import check_out
+from ._common import flag_names, format_table, print_json, resolve_device, usage_errors
 from .train import add_model_arguments, default_split, settings_from_args
 
 
@@ -46,7 +47,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     g.add_argument("--plot", action="store_true", help="save sweep.png (accuracy and energy versus depth) in --out")
     g.add_argument("--json", action="store_true", help="print the results as JSON")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(run=run)
+    # the swept settings are set by the sweep's flags, not by --layers, --tau, --source-weight
+    p.set_defaults(run=run, flags={**flag_names(p), "num_layers": "--depths", "tau": "--taus",
+                                   "source_weight": "--source-weights"})
 
 
 def normalised_energy(model: NodeClassifier, x: torch.Tensor, graph_operator) -> list[float]:
@@ -57,27 +60,28 @@ def normalised_energy(model: NodeClassifier, x: torch.Tensor, graph_operator) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
-    split = args.split or default_split(args.dataset)
-    data = load_dataset(args.dataset, root=args.root, geom_gcn=split == "geom-gcn").to(device)
-    graph_operator = diffusivity_for("random_walk", graph=data).to(device)
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not (args.resume or args.overwrite):
-        raise ValueError(f"{out} already holds results: pass --resume to continue them or --overwrite to start over")
+    grid = list(itertools.product(args.source_weights, args.taus, args.depths))
+    with usage_errors(args.flags):
+        settings = [settings_from_args(args, num_layers=depth, tau=tau, source_weight=mu) for mu, tau, depth in grid]
+        device = resolve_device(args.device)
+        split = args.split or default_split(args.dataset)
+        out = Path(args.out)
+        check_out(out, args.resume, args.overwrite)
+        data = load_dataset(args.dataset, root=args.root, geom_gcn=split == "geom-gcn").to(device)
+        experiments = [prepare_experiment(
+            data, model_config, train_config, split=split, splits=args.splits, runs=args.runs,
+            first_split=args.first_split, seed=args.seed, device=device, out=out / f"L{depth}-tau{tau:g}-mu{mu:g}",
+            resume=args.resume, overwrite=not args.resume) for (mu, tau, depth), (model_config, train_config) in zip(grid, settings)]
     if args.overwrite and out.exists():
         import shutil
         shutil.rmtree(out)
+    graph_operator = diffusivity_for("random_walk", graph=data).to(device)
     rows: list[dict[str, Any]] = []
-    grid = list(itertools.product(args.source_weights, args.taus, args.depths))
-    for number, (mu, tau, depth) in enumerate(grid, 1):
-        model_config, train_config = settings_from_args(args, num_layers=depth, tau=tau, source_weight=mu)
+    for number, ((mu, tau, depth), experiment) in enumerate(zip(grid, experiments), 1):
         torch.manual_seed(args.seed)
-        initial = normalised_energy(build_model(model_config, data).to(device), data.x, graph_operator)
+        initial = normalised_energy(build_model(experiment.model_config, data).to(device), data.x, graph_operator)
         trained: list[list[float]] = []
-        payload = run_experiment(
-            data, model_config, train_config, split=split, splits=args.splits, runs=args.runs,
-            first_split=args.first_split, seed=args.seed, device=device, out=out / f"L{depth}-tau{tau:g}-mu{mu:g}",
-            resume=args.resume, overwrite=not args.resume,
+        payload = experiment.run(
             progress=False if args.quiet else None, log=lambda line: None,
             on_run=lambda result, model, _split: trained.append(normalised_energy(model, data.x, graph_operator)),
         )
@@ -140,5 +144,5 @@ def plot_sweep(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     ax_acc.legend(fontsize=7)
     fig.suptitle(f"{title}: solid = no source term, dashed = source term")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure_atomic(fig, path)
     plt.close(fig)

@@ -13,10 +13,10 @@ import solvers
 from ..data import SPLIT_KINDS, available_datasets
 from ..models import MODELS
 from ..models.config import QK_NORMS
-from ..training import PRESETS, resolve, run_experiment
+from ..training import PRESETS, prepare_experiment, resolve
 from ..training.metrics import METRIC_LABELS, METRICS
 from ..training.plots import plot_attention, plot_learning_curves
-from ._common import print_json, resolve_device
+from ._common import flag_names, print_json, resolve_device, usage_errors
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -103,35 +103,34 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     o.add_argument("--plot", action="store_true", help="save curves.png (and attention.png for attention models) in --out")
     o.add_argument("--json", action="store_true", help="print the results as JSON")
     o.add_argument("--quiet", action="store_true", help="no progress bars or per-run lines")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, flags=flag_names(p))
 
 
 def run(args: argparse.Namespace) -> int:
-    model_config, train_config = settings_from_args(args)
-    split = args.split or default_split(args.dataset)
-    device = resolve_device(args.device)
-    out = Path(args.out) if args.out else Path("runs") / f"{args.dataset}-{args.model}-{model_config.depth}"
+    with usage_errors(args.flags):
+        model_config, train_config = settings_from_args(args)
+        split = args.split or default_split(args.dataset)
+        device = resolve_device(args.device)
+        out = Path(args.out) if args.out else Path("runs") / f"{args.dataset}-{args.model}-{model_config.depth}"
+        experiment = prepare_experiment(
+            args.dataset, model_config, train_config, split=split, splits=args.splits, runs=args.runs,
+            first_split=args.first_split, seed=args.seed, root=args.root, device=device, out=out, resume=args.resume,
+            overwrite=args.overwrite, eval_solvers=args.eval_solvers,
+        )
     log = (lambda line: None) if (args.quiet or args.json) else print
     log(f"{args.dataset}: {args.model} ({model_config.describe()}), {train_config.epochs} epochs, lr {train_config.lr}, "
         f"weight decay {train_config.weight_decay}; {args.splits} {split} split(s) from index {args.first_split} x "
         f"{args.runs} run(s) on {device}")
     kept: list[Any] = []
-    payload = run_experiment(
-        args.dataset, model_config, train_config, split=split, splits=args.splits, runs=args.runs,
-        first_split=args.first_split, seed=args.seed, root=args.root, device=device, out=out, resume=args.resume,
-        overwrite=args.overwrite,
-        progress=False if args.quiet else None, eval_solvers=args.eval_solvers, log=log,
-        on_run=lambda result, model, node_split: kept.append((result, model, node_split)),
-    )
+    payload = experiment.run(progress=False if args.quiet else None, log=log,
+                             on_run=lambda result, model, node_split: kept.append((result, model, node_split)))
     if args.plot:
         results = [k[0] for k in kept]
         plot_learning_curves(results, out / "curves.png", title=f"{args.dataset} {args.model} ({model_config.depth})")
         payload["plots"] = [str(out / "curves.png")]
         if model_config.model in ("difformer_s", "difformer_a", "transformer"):
             result, model, node_split = kept[0]
-            from ..data import load_dataset
-            data = load_dataset(args.dataset, root=args.root, geom_gcn=split == "geom-gcn").to(device)
-            plot_attention(model, data, node_split, out / "attention.png")
+            plot_attention(model, experiment.data, node_split, out / "attention.png")
             payload["plots"].append(str(out / "attention.png"))
     if args.json:
         print_json(payload)

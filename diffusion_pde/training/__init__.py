@@ -1,13 +1,16 @@
-"""Training node classifiers: settings and presets, the epoch loop with atomic checkpoints and
-exact resume, and experiments over several splits and initialisations."""
+"""Training node classifiers: settings and presets, the epoch loop with atomic checkpoints, exact
+resume and a clear stop on NaN/Inf, and experiments over several splits and initialisations,
+checked before they start."""
 
 from .checkpoint import load_checkpoint, save_atomic, write_json_atomic
 from .config import MODEL_DEFAULTS, PAPER_PRESETS, PRESETS, TrainConfig, resolve
-from .experiment import make_split, parse_solver, run_experiment, summarise
-from .loop import RunResult, evaluate, first_epoch_reaching, train_run
+from .experiment import Experiment, make_split, parse_solver, prepare_experiment, run_experiment, summarise
+from .loop import NonFiniteError, RunResult, evaluate, first_epoch_reaching, train_run
 
 __all__ = [
+    "Experiment",
     "MODEL_DEFAULTS",
+    "NonFiniteError",
     "PAPER_PRESETS",
     "PRESETS",
     "RunResult",
@@ -17,6 +20,7 @@ __all__ = [
     "load_checkpoint",
     "make_split",
     "parse_solver",
+    "prepare_experiment",
     "resolve",
     "run_experiment",
     "save_atomic",

@@ -2,7 +2,8 @@
 
 :func:`save_atomic` writes to a temporary file in the same folder, flushes it to disk and then
 ``os.replace``-s it over the target, so a kill at any moment (Ctrl-C, SIGKILL, power loss
-after the fsync) never leaves a truncated checkpoint behind.
+after the fsync) never leaves a truncated checkpoint behind. :func:`load_checkpoint` refuses a file
+that is not a complete checkpoint with an error naming the file and the fix.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 
@@ -44,6 +45,31 @@ def write_text_atomic(text: str, path: str | Path) -> None:
     _replace_atomic(Path(path), lambda handle: handle.write(text.encode()))
 
 
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_atomic` (tensors mapped to ``device``)."""
-    return torch.load(Path(path), map_location=device, weights_only=False)
+def save_figure_atomic(fig: Any, path: str | Path) -> None:
+    """``fig.savefig(path)`` (matplotlib, 120 dpi, the format named by the suffix), atomically."""
+    path = Path(path)
+    _replace_atomic(path, lambda handle: fig.savefig(handle, format=path.suffix[1:], dpi=120))
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", *, keys: Iterable[str] = (),
+                    remedy: str = "") -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_atomic` (tensors mapped to ``device``).
+
+    A file that does not load, or is not a dict holding ``keys``, raises a ValueError naming the
+    file, what is wrong and ``remedy`` (how to get past it); a missing file FileNotFoundError."""
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=False)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # a damaged file fails in zipfile, pickle or torch, with any of their errors
+        raise ValueError(_not_a_checkpoint(path, f"it does not load: {type(err).__name__}", remedy)) from err
+    missing = [key for key in keys if key not in ckpt] if isinstance(ckpt, dict) else list(keys)
+    if missing:
+        raise ValueError(_not_a_checkpoint(path, f"it lacks {', '.join(missing)}", remedy))
+    return ckpt
+
+
+def _not_a_checkpoint(path: Path, problem: str, remedy: str) -> str:
+    return (f"{path} is not a complete checkpoint ({problem}); it is damaged or was not written by diffusion-pde"
+            + (f": {remedy}" if remedy else ""))

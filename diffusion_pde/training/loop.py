@@ -5,6 +5,12 @@ exact resume.
 Resuming is exact: ``last.pt`` holds the model, the optimiser state, the epoch, the history, the
 best state so far and torch's random-number state (dropout draws from it), so a run interrupted
 after epoch e and resumed reproduces the uninterrupted run bit for bit on the same machine.
+
+A NaN or Inf stops the run with :class:`NonFiniteError`, naming the epoch and where it first
+appeared (the model's output or a hidden state, the training loss, a parameter's gradient, a
+parameter, the validation loss), before that epoch is checkpointed. The per-epoch cost is one
+reduction over the gradients read back with the loss; finding the culprit happens only after a
+failure.
 """
 
 from __future__ import annotations
@@ -14,17 +20,20 @@ import dataclasses
 import json
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch_geometric.data import Data
 from tqdm.auto import tqdm
 
+import solvers
+
 from ..data import Split
-from ..models import NodeClassifier
+from ..models import ModelConfig, NodeClassifier
 from .checkpoint import load_checkpoint, save_atomic, write_json_atomic
 from .config import TrainConfig
 from .metrics import accuracy, roc_auc, score_key
@@ -69,6 +78,105 @@ class RunResult:
         return out
 
 
+class NonFiniteError(RuntimeError):
+    """A NaN or Inf appeared during training; the run stopped before saving the epoch it appeared in.
+
+    ``epoch`` is that epoch; ``quantity`` where it was first seen: ``"output"`` (``name``: the module
+    whose output it was, ``""`` for the model itself), ``"loss"``, ``"gradient"`` or ``"parameter"``
+    (``name``: the parameter) or ``"val_loss"``."""
+
+    def __init__(self, message: str, *, epoch: int, quantity: str, name: str | None = None) -> None:
+        super().__init__(message)
+        self.epoch, self.quantity, self.name = epoch, quantity, name
+
+
+def _describe(quantity: str, name: str | None) -> str:
+    if quantity == "output":
+        return "the model's output (logits)" if name == "" else f"the output of module {name!r}"
+    if quantity in ("gradient", "parameter"):
+        return f"{'the gradient of ' if quantity == 'gradient' else ''}parameter {name!r}"
+    return {"loss": "the training loss", "val_loss": "the validation loss"}[quantity]
+
+
+def _first_nonfinite(named: Iterable[tuple[str, torch.Tensor | None]]) -> str | None:
+    return next((name for name, value in named if value is not None and not bool(torch.isfinite(value).all())), None)
+
+
+def _locate_nonfinite(model: NodeClassifier, x: torch.Tensor, training: bool, rng: dict[str, Any]) -> tuple[str, str] | None:
+    """After a failure: the first non-finite parameter, else the first module whose output is
+    non-finite when the failed forward pass is replayed (train or eval mode, the same random
+    draws), else None."""
+    name = _first_nonfinite(model.named_parameters())
+    if name is not None:
+        return "parameter", name
+    found: list[str] = []
+
+    def watch(module_name: str) -> Callable[..., None]:
+        def hook(module: torch.nn.Module, inputs: Any, output: Any) -> None:
+            if not found and isinstance(output, torch.Tensor) and not bool(torch.isfinite(output).all()):
+                found.append(module_name)
+        return hook
+
+    handles = [module.register_forward_hook(watch(module_name)) for module_name, module in model.named_modules()]
+    model.train(training)
+    _set_rng_state(rng)
+    try:
+        with torch.no_grad():
+            model(x)
+    except (ValueError, solvers.IntegrationError):  # a solver refusing the non-finite state the hooks saw
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return ("output", found[0]) if found else None
+
+
+@dataclass
+class _Watch:
+    """Turns a NaN/Inf met in an epoch of the run ``label`` into the NonFiniteError naming where it
+    first appeared and what is left on disk (``saved``: the epoch ``last.pt`` holds, 0 for none)."""
+
+    model: NodeClassifier
+    x: torch.Tensor
+    label: str
+    run_dir: Path | None
+    saved: int
+
+    def error(self, epoch: int, quantity: str, name: str | None, detail: str = "") -> NonFiniteError:
+        if self.run_dir is None:
+            kept = "no checkpoints are written without a run folder"
+        elif self.saved:
+            kept = f"{self.run_dir} keeps last.pt (epoch {self.saved}) and best.pt as they were"
+        else:
+            kept = f"no checkpoint had been written to {self.run_dir} yet"
+        return NonFiniteError(
+            f"{self.label}: {_describe(quantity, name)} became non-finite (NaN or Inf) at epoch {epoch}{detail}; "
+            f"training stopped and {kept}. Too large a learning rate (lr) or step (tau, n_steps) is the usual "
+            "cause: change it and start over (--resume would repeat the same steps)",
+            epoch=epoch, quantity=quantity, name=name)
+
+    def located(self, epoch: int, training: bool, rng: dict[str, Any], fallback: str | None,
+                detail: str = "") -> NonFiniteError | None:
+        """The error naming where the NaN/Inf was first seen, else the ``fallback`` quantity's
+        (None without one: then the failure was not a non-finite value)."""
+        where = _locate_nonfinite(self.model, self.x, training, rng)
+        if where is not None:
+            return self.error(epoch, *where, detail)
+        return self.error(epoch, fallback, None, detail) if fallback is not None else None
+
+    @contextmanager
+    def solver_refusals(self, epoch: int, training: bool, rng: dict[str, Any], detail: str = "") -> Iterator[None]:
+        """A solver refusing a non-finite state (ValueError, IntegrationError) becomes the
+        NonFiniteError naming where it appeared; other failures pass unchanged."""
+        try:
+            yield
+        except (ValueError, solvers.IntegrationError) as err:
+            error = self.located(epoch, training, rng, None, detail)
+            if error is None:
+                raise
+            raise error from err
+
+
 def first_epoch_reaching(history: list[dict[str, float]], fraction: float = 0.7) -> int:
     """The first epoch whose validation accuracy reaches ``fraction`` of the best one."""
     best = max(row["val_acc"] for row in history)
@@ -92,9 +200,35 @@ def evaluate(model: NodeClassifier, data: Data, split: Split, metric: str = "acc
     return out
 
 
-def _fingerprint(model: NodeClassifier, config: TrainConfig, split: Split, seed: int) -> dict[str, Any]:
-    return {"model": dataclasses.asdict(model.config), "train": dataclasses.asdict(config),
+def fingerprint(model_config: ModelConfig, config: TrainConfig, split: Split, seed: int) -> dict[str, Any]:
+    """What a run's checkpoints must have been written with to be resumed: every setting, the split
+    and the seed."""
+    return {"model": dataclasses.asdict(model_config), "train": dataclasses.asdict(config),
             "split": [split.kind, split.index], "seed": seed}
+
+
+LAST_KEYS = ("epoch", "model", "optimizer", "history", "best", "rng", "fingerprint")
+BEST_KEYS = ("epoch", "model", "metrics", "fingerprint")
+
+
+def read_last(run_dir: str | Path, expected: dict[str, Any], device: torch.device | str = "cpu") -> dict[str, Any] | None:
+    """``run_dir/last.pt`` checked for a resume (complete, written with the ``expected``
+    fingerprint), or None when the run has none."""
+    path = Path(run_dir) / "last.pt"
+    if not path.exists():
+        return None
+    ckpt = load_checkpoint(path, device, keys=LAST_KEYS,
+                           remedy="delete it to train this run again from scratch, or start over with --overwrite")
+    if ckpt["fingerprint"] != expected:
+        raise ValueError(f"{path} was written with other settings; resume with the same settings, or start over "
+                         "with --overwrite (or another --out)")
+    return ckpt
+
+
+def check_metric(config: TrainConfig, num_classes: int) -> None:
+    if config.metric == "roc_auc" and num_classes != 2:
+        raise ValueError(f"metric='roc_auc' needs a two-class task, but the labels have {num_classes} classes; "
+                         "use metric='accuracy' (--metric accuracy)")
 
 
 def _rng_state() -> dict[str, Any]:
@@ -129,44 +263,40 @@ def train_run(
     end), ``best.pt`` (the weights of the best validation epoch, at the same moments) and
     ``result.json`` when done. ``resume=True`` continues from ``last.pt`` (or returns the stored
     result of a finished run); the settings must match the checkpoint's. ``on_epoch(epoch,
-    metrics)`` is called after every epoch (tests use it to interrupt a run).
+    metrics)`` is called after every epoch (tests use it to interrupt a run). A NaN or Inf raises
+    :class:`NonFiniteError` before its epoch is checkpointed.
     """
     device = data.x.device
     split = split.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    fingerprint = _fingerprint(model, config, split, seed)
+    expected = fingerprint(model.config, config, split, seed)
     history: list[dict[str, float]] = []
     num_classes = int(data.y.max()) + 1
-    if config.metric == "roc_auc" and num_classes != 2:
-        raise ValueError(f"metric='roc_auc' needs a two-class task, but the labels have {num_classes} classes; "
-                         "use metric='accuracy' (--metric accuracy)")
+    check_metric(config, num_classes)
     train_key, val_key, test_key = (score_key(config.metric, part) for part in ("train", "val", "test"))
     best: dict[str, Any] = {"epoch": 0, "score": -1.0, "state": None, "metrics": None}
     start = 1
     run_dir = Path(run_dir) if run_dir is not None else None
 
-    if run_dir is not None and resume and (run_dir / "last.pt").exists():
-        ckpt = load_checkpoint(run_dir / "last.pt", device)
-        if ckpt["fingerprint"] != fingerprint:
-            raise ValueError(
-                f"{run_dir / 'last.pt'} was written with other settings; resume with the same settings, or "
-                "start over with --overwrite (or another --out)"
-            )
+    ckpt = read_last(run_dir, expected, device) if run_dir is not None and resume else None
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         history, best = ckpt["history"], ckpt["best"]
         _set_rng_state(ckpt["rng"])
         start = ckpt["epoch"] + 1
+    watch = _Watch(model, data.x, f"split {split.index} run {run}", run_dir, saved=start - 1)
 
     def checkpoint(epoch: int) -> None:
         if run_dir is None:
             return
         if best["state"] is not None:
             save_atomic({"epoch": best["epoch"], "model": best["state"], "metrics": best["metrics"],
-                         "fingerprint": fingerprint}, run_dir / "best.pt")
+                         "fingerprint": expected}, run_dir / "best.pt")
         save_atomic({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "history": history, "best": best, "rng": _rng_state(), "fingerprint": fingerprint},
+                     "history": history, "best": best, "rng": _rng_state(), "fingerprint": expected},
                     run_dir / "last.pt")
+        watch.saved = epoch
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -184,16 +314,23 @@ def train_run(
             tick = time.perf_counter()
             model.train()
             optimizer.zero_grad(set_to_none=True)
-            logits = model(data.x)
+            rng = _rng_state()
+            with watch.solver_refusals(epoch, True, rng):
+                logits = model(data.x)
             loss = F.cross_entropy(logits[split.train], data.y[split.train])
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(
-                    f"the training loss became {loss.item()} at epoch {epoch}; lower lr or tau "
-                    "(an explicit Euler step needs tau <= 1), or use float64"
-                )
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise watch.located(epoch, True, rng, "loss", f" (the training loss is {loss_value})")
             loss.backward()
+            grads = [(name, p.grad) for name, p in model.named_parameters() if p.grad is not None]
+            largest = torch.stack([torch.linalg.vector_norm(g, math.inf) for _, g in grads]).max()  # NaN if any is
+            if not math.isfinite(largest.item()):
+                raise watch.error(epoch, "gradient", _first_nonfinite(grads), f" (the training loss, {loss_value:.6g}, is finite)")
             optimizer.step()
-            metrics = {"epoch": epoch, "loss": loss.item(), **evaluate(model, data, split, config.metric)}
+            with watch.solver_refusals(epoch, False, rng, " after the optimiser step"):
+                metrics = {"epoch": epoch, "loss": loss_value, **evaluate(model, data, split, config.metric)}
+            if not math.isfinite(metrics["val_loss"]):
+                raise watch.located(epoch, False, rng, "val_loss", " after the optimiser step")
             metrics["seconds"] = time.perf_counter() - tick
             history.append(metrics)
             if metrics[val_key] > best["score"]:
@@ -230,19 +367,29 @@ def train_run(
         history=history,
     )
     if run_dir is not None:
-        write_json_atomic({**result.summary(), "fingerprint": fingerprint}, run_dir / "result.json")
+        write_json_atomic({**result.summary(), "fingerprint": expected}, run_dir / "result.json")
     return result
 
 
-def stored_result(run_dir: str | Path, model: NodeClassifier, config: TrainConfig, split: Split, seed: int) -> RunResult | None:
-    """The finished result in ``run_dir`` if it was produced with these settings, else None."""
+def stored_result(run_dir: str | Path, expected: dict[str, Any], model: NodeClassifier | None = None) -> RunResult | None:
+    """The finished result in ``run_dir`` if it was produced with the ``expected`` fingerprint (its
+    best weights loaded into ``model`` when given), else None. Damaged files raise a ValueError
+    naming the file and the fix."""
     run_dir = Path(run_dir)
     path = run_dir / "result.json"
-    if not path.exists() or not (run_dir / "last.pt").exists():
+    if not all((run_dir / name).exists() for name in ("result.json", "last.pt", "best.pt")):
         return None
-    stored = json.loads(path.read_text())
-    if stored.pop("fingerprint") != _fingerprint(model, config, split, seed):
+    try:
+        stored = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON (it is truncated or damaged); delete it and --resume rebuilds it "
+                         "from last.pt") from err
+    if not isinstance(stored, dict) or stored.pop("fingerprint", None) != expected:
         return None
-    history = load_checkpoint(run_dir / "last.pt")["history"]
-    model.load_state_dict(load_checkpoint(run_dir / "best.pt", next(model.parameters()).device)["model"])
+    history = read_last(run_dir, expected)["history"]
+    device = next(model.parameters()).device if model is not None else "cpu"
+    best = load_checkpoint(run_dir / "best.pt", device, keys=BEST_KEYS,
+                           remedy="delete it and --resume rebuilds it from last.pt")
+    if model is not None:
+        model.load_state_dict(best["model"])
     return RunResult(**stored, history=history)

@@ -9,6 +9,7 @@ from torch_geometric.data import Data
 
 from ..data import Split
 from ..models import NodeClassifier
+from .checkpoint import save_figure_atomic
 from .loop import RunResult
 from .metrics import METRIC_LABELS, score_key
 
@@ -40,7 +41,7 @@ def plot_learning_curves(results: list[RunResult], path: str | Path, title: str 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure_atomic(fig, path)
     plt.close(fig)
 
 
@@ -77,5 +78,5 @@ def plot_attention(model: NodeClassifier, data: Data, split: Split, path: str | 
         fig.colorbar(image, ax=ax, fraction=0.046)
     fig.suptitle(f"learned {model.config.model} attention on {len(nodes)} test nodes, ordered by class")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure_atomic(fig, path)
     plt.close(fig)
