@@ -10,6 +10,8 @@ explicit Euler step of size τ gives Z^{k+1} = Z^k + τ F(Z^k), i.e. (1 − τ) 
 from __future__ import annotations
 
 import contextlib
+import inspect
+import math
 import numbers
 from typing import Iterator
 
@@ -146,6 +148,13 @@ class DiffusionBlock(nn.Module):
             raise TypeError(f"field must be a DiffusionField, got {type(field).__name__}")
         if method not in solvers.available_methods():
             raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(solvers.available_methods())}")
+        if isinstance(t1, bool) or not isinstance(t1, numbers.Real) or not math.isfinite(t1) or t1 <= 0:
+            raise ValueError(f"t1 (the integration time; the block integrates over [0, t1]) must be a finite number > 0, "
+                             f"got {t1!r}")
+        accepted = set(inspect.signature(solvers.solve).parameters) - {"field", "z0", "t1", "method"}
+        unknown = sorted(set(solver_options) - accepted)
+        if unknown:
+            raise TypeError(f"unknown solver option(s) {', '.join(unknown)}; solvers.solve accepts {', '.join(sorted(accepted))}")
         self.field = field
         self.method = method
         self.t1 = float(t1)

@@ -272,3 +272,15 @@ def test_a_state_whose_dtype_differs_from_the_field_is_named_before_any_work(nam
         solvers.solve(lambda t, z: calls.append(t) or field(t, z), field.set_initial_state(torch.ones(3, 2)).initial_state,
                       1.0, method="euler", n_steps=2)
     assert calls == []
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"t1": -1.0}, ValueError, r"t1 \(the integration time.*> 0, got -1\.0"),
+    ({"t1": float("nan")}, ValueError, r"t1 .* must be a finite number > 0"),
+    ({"t1": "1"}, ValueError, r"t1 .* got '1'"),
+    ({"nsteps": 4}, TypeError, r"unknown solver option\(s\) nsteps; solvers.solve accepts .*n_steps"),
+])
+def test_diffusion_block_refuses_bad_settings_at_construction(kwargs: dict, error: type, match: str) -> None:
+    field = DiffusionField(diffusivity("identity"))
+    with pytest.raises(error, match=match):
+        DiffusionBlock(field, "rk4", **kwargs)
