@@ -3,7 +3,9 @@
 torchdiffeq controls the step size from the local error estimate ‖err‖ ≤ atol + rtol·|z|; this
 module adds exact step/evaluation counting (through torchdiffeq's step callbacks), a
 ``max_steps`` budget, makes every output time a step end (no interpolated outputs), and turns
-torchdiffeq's assertions into :class:`IntegrationError`.
+torchdiffeq's assertions into :class:`IntegrationError`. When the step size underflows, the solve
+is replayed with every evaluation probed, to tell a field that returned NaN/Inf (and where) from
+a stiff problem (see :mod:`solvers._nonfinite`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 import torchdiffeq
 
 from ._adjoint import bound_inputs, odeint_adjoint
+from ._nonfinite import NonFiniteEvaluation, Probe
 from ._solution import IntegrationError, SolverStats
 from ._validate import count_nonfinite
 
@@ -85,15 +88,15 @@ class CountedField(torch.nn.Module):
 def integrate_adaptive(
     counted: CountedField,
     z0: torch.Tensor,
-    times: list[float],
+    t: torch.Tensor,
     method: str,
     rtol: float,
     atol: float,
     adjoint: bool,
     max_steps: int,
 ) -> torch.Tensor:
-    """States at ``times`` (``times[0]`` = t0), shape ``[len(times), *z0.shape]``."""
-    t = torch.tensor(times, dtype=z0.dtype, device=z0.device)
+    """States at the strictly increasing times ``t`` (``t[0]`` = t0, z0's dtype and device),
+    shape ``[len(t), *z0.shape]``."""
     # Land a step on every output time: torchdiffeq otherwise steps past it and returns its
     # dense-output interpolant there, which is less accurate than the step itself (for dopri8
     # by orders of magnitude at t1).
@@ -108,12 +111,39 @@ def integrate_adaptive(
     except AssertionError as err:
         message = str(err)
         if "underflow" in message:
+            bad = _first_nonfinite(counted, z0, t, method, rtol, atol, options)
+            if bad is not None:
+                raise IntegrationError(
+                    f"{bad.describe()} (the integration's function evaluation {bad.evaluation}), so "
+                    f"{method}'s step size underflowed", counted.t_reached, counted.stats,
+                    "Check the vector field near that time; if |z| was growing without bound, the "
+                    "solution blows up there.",
+                ) from err
             raise IntegrationError(
                 f"step size underflow in {method} ({message})", counted.t_reached, counted.stats,
-                "The problem may be stiff or the field non-finite: loosen rtol/atol or use a "
-                "fixed-step method with a small dt.",
+                "The field's values were finite: the solution may blow up near that time, or the "
+                "problem is stiff (loosen rtol/atol or use a fixed-step method with a small dt).",
             ) from err
         if "max_num_steps" in message:
             raise IntegrationError(f"max_steps={max_steps} exceeded", counted.t_reached, counted.stats,
                                    "Raise max_steps or loosen rtol/atol.") from err
         raise
+
+
+def _first_nonfinite(
+    counted: CountedField, z0: torch.Tensor, t: torch.Tensor, method: str, rtol: float, atol: float,
+    options: dict,
+) -> NonFiniteEvaluation | None:
+    """Replay the failed solve (deterministic: same field, same controls) with every evaluation
+    probed; the first non-finite one, or None when the replay meets none (a stiff problem)."""
+    replay = CountedField(counted.field, SolverStats())
+    replay.inputs = counted.inputs
+    try:
+        with torch.no_grad():
+            torchdiffeq.odeint(Probe(replay), z0.detach(), t, rtol=rtol, atol=atol, method=method,
+                               options=options)
+    except NonFiniteEvaluation as bad:
+        return bad
+    except AssertionError:
+        pass
+    return None

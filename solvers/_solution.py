@@ -46,7 +46,11 @@ class Solution:
 
 
 class IntegrationError(RuntimeError):
-    """The integration could not reach ``t1``: what happened, where, and the work done so far."""
+    """The integration could not reach ``t1``: what happened, where, and the work done so far.
+
+    ``t_reached`` is the last time with a finite state and ``stats`` the integration's counters up
+    to the failure; evaluations made afterwards only to locate a non-finite value (a replay of
+    the failed steps) are not counted."""
 
     def __init__(self, reason: str, t_reached: float, stats: SolverStats, hint: str = "") -> None:
         self.reason = reason

@@ -10,11 +10,18 @@ import torch
 
 from . import _validate as check
 from ._adaptive import ADAPTIVE_METHODS, CountedField, integrate_adaptive
-from ._fixed import build_grid, integrate_fixed
+from ._fixed import build_grid, differentiable_points, integrate_fixed
 from ._solution import Solution, SolverStats
 from ._tableau import fixed_step_methods, get_tableau
+from ._times import SNAP_MAX_STEP_FRACTION, Time, check_interval, check_t_eval, nearest_grid_point, snap_tolerance
 
 Field = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+# Default step budgets (``max_steps=None``): adaptive methods discover their step count, so a
+# budget stops a runaway solve; fixed-step methods know theirs up front, and one above the budget
+# (a dt of 1e-12, say) is refused before any work instead of running for hours.
+ADAPTIVE_MAX_STEPS = 10_000
+FIXED_MAX_STEPS = 1_000_000
 
 
 def available_methods() -> tuple[str, ...]:
@@ -25,9 +32,9 @@ def available_methods() -> tuple[str, ...]:
 def solve(
     field: Field,
     z0: torch.Tensor,
-    t1: float,
+    t1: float | torch.Tensor,
     *,
-    t0: float = 0.0,
+    t0: float | torch.Tensor = 0.0,
     method: str = "rk4",
     dt: float | None = None,
     n_steps: int | None = None,
@@ -35,7 +42,7 @@ def solve(
     atol: float = 1e-8,
     t_eval: Sequence[float] | torch.Tensor | None = None,
     adjoint: bool = False,
-    max_steps: int = 10_000,
+    max_steps: int | None = None,
     callback: Callable[[float, torch.Tensor], None] | None = None,
 ) -> Solution:
     """Integrate dz/dt = field(t, z) from z(t0) = z0 to t1.
@@ -43,43 +50,67 @@ def solve(
     Args:
         field: callable ``(t, z) -> dz/dt`` with ``t`` a 0-d tensor of z's dtype/device; pass an
             ``nn.Module`` for its parameters to receive gradients with ``adjoint=True``.
-        z0: initial state, any floating tensor shape ([N, d], [B, N, d], ...), CPU or CUDA.
-        t1, t0: end and start time, t1 > t0.
+        z0: initial state, any real floating tensor shape ([N, d], [B, N, d], ..., also empty or
+            0-d), CPU or CUDA. float16/bfloat16 work with fixed-step methods only.
+        t1, t0: end and start time, t1 > t0: Python numbers or one-element tensors. A tensor
+            that requires grad (of z0's dtype, on z0's device) gets its exact first-order
+            gradient: with a fixed-step method, the derivative of the computed discrete map (the
+            grid t0 + k (t1 − t0)/n moves with t0 and t1); with an adaptive method (also with
+            ``adjoint=True``), the derivative of the ODE's solution, dz(t1)/dt1 = f(t1, z(t1))
+            and dz(t1)/dt0 = −(∂z(t1)/∂z0) f(t0, z0). Each adaptive one costs one more field
+            evaluation (counted in ``stats.nfe``).
         method: a fixed-step Runge–Kutta method (``euler``, ``midpoint``, ``heun``, ``rk4``, or
             any registered with :func:`register_tableau`) or an adaptive one delegated to
             torchdiffeq (``dopri5``, ``bosh3``, ``adaptive_heun``, ``dopri8``).
         dt, n_steps: fixed-step methods only, exactly one of them: ``n_steps`` equal steps, or
-            ``ceil((t1 − t0)/dt)`` equal steps. Points of ``t_eval`` are added to the grid.
+            ``ceil((t1 − t0)/dt)`` equal steps. Points of ``t_eval`` are added to the grid. ``dt``
+            carries no gradient (the step count is piecewise constant in it): to learn the
+            integration length, make t1 require grad and fix ``n_steps``.
         rtol, atol: adaptive methods only: local error tolerance atol + rtol·|z|.
-        t_eval: increasing output times in [t0, t1]; the result holds the state at each.
+        t_eval: increasing output times in [t0, t1] (a sequence or a 1-D tensor); the result holds
+            the state at each. A time within a few ulps of the precision it was given in (float32
+            for a float32 tensor) of a grid point, or of t0/t1, is that point. With an adaptive
+            method, an entry that requires grad gets the derivative f(t_m, z(t_m)) (one more
+            evaluation each); fixed-step methods refuse such entries.
         adjoint: adaptive methods only: gradients by the adjoint ODE (torchdiffeq), O(1) memory.
-        max_steps: adaptive methods only: budget of attempted steps before
-            :class:`IntegrationError`.
+        max_steps: budget of steps. Adaptive methods: attempted steps before
+            :class:`IntegrationError` (default 10 000). Fixed-step methods: the number of equal
+            steps, checked before any work (default 1 000 000).
         callback: ``callback(t, z)`` after every accepted step, with the new time and state.
 
     Returns:
         :class:`Solution` with the final state, the states at ``t_eval``, the times and the
-        exact work counters.
+        exact work counters. An empty state (a zero-size dimension) with an adaptive method is
+        its own exact solution: no steps, no field evaluations.
 
     Raises:
-        TypeError / ValueError: for bad arguments, naming the argument.
-        IntegrationError: max_steps exceeded, step-size underflow or a non-finite state.
+        TypeError / ValueError: for bad arguments, naming the argument, before any work; among
+            them: a time tensor that requires grad but has another dtype or device than z0; a
+            ``dt`` (or ``rtol``/``atol``) that requires grad; ``t_eval`` entries that require grad
+            with a fixed-step method; a float16/bfloat16 z0 with an adaptive method; a fixed-step
+            count above ``max_steps``, or with steps too short to resolve in float64.
+        IntegrationError: max_steps exceeded, step-size underflow or a non-finite state; for a
+            non-finite value, the message names where it first appeared: the step, stage and
+            time (fixed-step), or the function evaluation and its time (adaptive), and whether
+            the field returned it or the state overflowed.
     """
     if not callable(field):
         raise TypeError(f"field must be callable as field(t, z), got {type(field).__name__}")
-    z0 = check.check_state(z0)
-    t0, t1 = check.check_interval(t0, t1)
-    times = check.check_t_eval(t_eval, t0, t1)
     if not isinstance(method, str) or method not in available_methods():
         raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(available_methods())}")
+    adaptive = method in ADAPTIVE_METHODS
+    z0 = check.check_state(z0, method, adaptive)
+    start, end = check_interval(t0, t1, z0)
+    outputs = check_t_eval(t_eval, start, end, z0)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable as callback(t, z), got {type(callback).__name__}")
     if not isinstance(adjoint, bool):
         raise TypeError(f"adjoint must be a bool, got {type(adjoint).__name__}")
-    max_steps = check.check_count("max_steps", max_steps)
+    if max_steps is not None:
+        max_steps = check.check_count("max_steps", max_steps)
 
     stats = SolverStats()
-    if method in ADAPTIVE_METHODS:
+    if adaptive:
         if dt is not None or n_steps is not None:
             raise ValueError(
                 f"dt and n_steps apply to fixed-step methods only; {method!r} chooses its own steps "
@@ -87,48 +118,130 @@ def solve(
             )
         rtol = check.check_positive("rtol", rtol)
         atol = check.check_positive("atol", atol)
-        counted = CountedField(field, stats, max_steps, callback)
-        out_times = [t0] + [t for t in (times or []) if t > t0]
-        if out_times[-1] < t1:
-            out_times.append(t1)
-        traj = integrate_adaptive(counted, z0, out_times, method, rtol, atol, adjoint, max_steps)
-        final = traj[-1]
-        if callback is not None:
-            callback(t1, final)
-        wanted = times if times is not None else [t1]
-        states = traj[[out_times.index(t) for t in wanted]]
+        counted = CountedField(field, stats, max_steps or ADAPTIVE_MAX_STEPS, callback)
+        final, states = _solve_adaptive(counted, z0, start, end, outputs, method, rtol, atol, adjoint)
     else:
         if adjoint:
             raise ValueError(
                 f"adjoint=True needs an adaptive method ({', '.join(ADAPTIVE_METHODS)}); fixed-step "
                 f"method {method!r} backpropagates through its steps directly"
             )
-        steps = _fixed_step_count(t0, t1, dt, n_steps, method)
-        grid, save_index = build_grid(t0, t1, steps, times)
-        if save_index[-1] != len(grid) - 1:
-            save_index = save_index + [len(grid) - 1]
-        counted = CountedField(field, stats)
-        states_list = integrate_fixed(counted, z0, grid, save_index, get_tableau(method), stats, callback)
-        final = states_list[-1]
-        states = torch.stack(states_list[: len(times)]) if times is not None else final.unsqueeze(0)
-        wanted = times if times is not None else [t1]
+        if outputs is not None and any(t.grad is not None for t in outputs):
+            raise TypeError(
+                f"t_eval entries that require grad need an adaptive method (the state at t_m then has "
+                f"the derivative f(t_m, z(t_m))); with fixed-step method {method!r} output times are "
+                "grid points and carry no gradient: detach t_eval, or let t1 (and t0) require grad"
+            )
+        steps = _fixed_step_count(start.value, end.value, dt, n_steps, method, max_steps)
+        final, states = _solve_fixed(CountedField(field, stats), z0, start, end, outputs, method, steps, callback)
+    wanted = outputs if outputs is not None else [end]
     return Solution(
         final=final,
         states=states,
-        times=torch.tensor(wanted, dtype=torch.float64),
+        times=torch.tensor([t.value for t in wanted], dtype=torch.float64),
         stats=dataclasses.replace(stats),
         method=method,
     )
 
 
-def _fixed_step_count(t0: float, t1: float, dt: object, n_steps: object, method: str) -> int:
+def _solve_fixed(
+    counted: CountedField, z0: torch.Tensor, start: Time, end: Time, outputs: list[Time] | None,
+    method: str, steps: int, callback: Callable[[float, torch.Tensor], None] | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    if outputs is None:
+        grid = build_grid(start.value, end.value, steps)
+    else:
+        grid = build_grid(start.value, end.value, steps, [t.value for t in outputs],
+                          [snap_tolerance(t, start, end) for t in outputs])
+    points = None
+    if start.grad is not None or end.grad is not None:
+        points = differentiable_points(grid, _float64(start, z0), _float64(end, z0))
+    saved, final = integrate_fixed(counted, z0, grid, get_tableau(method), counted.stats, callback, points)
+    return final, torch.stack(saved) if outputs is not None else final.unsqueeze(0)
+
+
+def _float64(time: Time, z0: torch.Tensor) -> torch.Tensor:
+    """The time as a float64 tensor on z0's device, differentiable when it requires grad."""
+    if time.grad is not None:
+        return time.grad.to(torch.float64)
+    return torch.tensor(time.value, dtype=torch.float64, device=z0.device)
+
+
+def _solve_adaptive(
+    counted: CountedField, z0: torch.Tensor, start: Time, end: Time, outputs: list[Time] | None,
+    method: str, rtol: float, atol: float, adjoint: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    # Output times within round-off of t0 or t1 are t0 or t1 (never a step of length 1e-9), and
+    # times that coincide in z0's dtype (in which torchdiffeq steps) are one time.
+    ends = (start.value, end.value)
+    values = []
+    for t in outputs or []:
+        k = nearest_grid_point(t.value, snap_tolerance(t, start, end), start.value, end.value, 1)
+        values.append(t.value if k is None else ends[k])
+    ordered = sorted({*ends, *values})
+    t, inverse = torch.unique_consecutive(torch.tensor(ordered, dtype=z0.dtype), return_inverse=True)
+    if len(t) < 2:
+        raise ValueError(
+            f"t0={start.value} and t1={end.value} are the same time in z0's dtype {z0.dtype}; shift the "
+            "interval towards 0 or use a wider dtype"
+        )
+    position = {v: int(inverse[i]) for i, v in enumerate(ordered)}
+
+    z_start = _shift_in_time(counted, z0, start, -1.0)
+    if z0.numel() == 0:
+        traj = torch.stack([z_start] * len(t))
+    else:
+        traj = integrate_adaptive(counted, z_start, t.to(z0.device), method, rtol, atol, adjoint,
+                                  counted.max_steps)
+        if counted.callback is not None:
+            counted.callback(end.value, traj[-1])
+    final = _shift_in_time(counted, traj[-1], end, 1.0)
+    if outputs is None:
+        return final, final.unsqueeze(0)
+    states = torch.stack([_shift_in_time(counted, traj[position[v]], t_m, 1.0) for v, t_m in zip(values, outputs)])
+    return final, states
+
+
+def _shift_in_time(counted: CountedField, z: torch.Tensor, time: Time, sign: float) -> torch.Tensor:
+    """z + sign·(τ − τ.detach())·f(τ, z): the value z, and when the time τ requires grad, the
+    derivative sign·f(τ, z) with respect to it. At an output time (sign +1) that is the ODE's
+    dz(τ)/dτ; at t0 (sign −1, applied to z0 before the solve) the flow turns it into
+    dz(t)/dt0 = −(∂z(t)/∂z0) f(t0, z0). The empty state has the empty derivative."""
+    if time.grad is None:
+        return z
+    with torch.no_grad():
+        slope = counted(time.grad.detach(), z) if z.numel() else torch.zeros_like(z)
+    return z + (time.grad - time.grad.detach()) * sign * slope
+
+
+def _fixed_step_count(t0: float, t1: float, dt: object, n_steps: object, method: str,
+                      max_steps: int | None) -> int:
     if dt is None and n_steps is None:
         raise ValueError(f"fixed-step method {method!r} needs dt=... or n_steps=... (exactly one)")
     if dt is not None and n_steps is not None:
         raise ValueError("give either dt or n_steps, not both")
     if n_steps is not None:
-        return check.check_count("n_steps", n_steps)
-    dt = check.check_positive("dt", dt)
-    # Guard against ceil((t1 - t0)/dt) landing one above an exact quotient through round-off.
-    ratio = (t1 - t0) / dt
-    return max(1, math.ceil(ratio - 1e-9 * max(1.0, ratio)))
+        steps = check.check_count("n_steps", n_steps)
+        asked = f"n_steps={steps}"
+    else:
+        dt = check.check_positive(
+            "dt", dt, "the step count ceil((t1 - t0)/dt) is piecewise constant in dt. To learn the "
+            "integration length, make t1 a tensor that requires grad and fix n_steps; else pass dt.item()")
+        asked = f"dt={dt} over [t0, t1] = [{t0}, {t1}]"
+        ratio = (t1 - t0) / dt
+        # Guard against ceil((t1 - t0)/dt) landing one above an exact quotient through round-off.
+        steps = max(1, math.ceil(ratio - 1e-9 * max(1.0, ratio))) if math.isfinite(ratio) else ratio
+    limit = FIXED_MAX_STEPS if max_steps is None else max_steps
+    if steps > limit:
+        default = " (the default for fixed-step methods)" if max_steps is None else ""
+        raise ValueError(
+            f"{asked} means {steps:.6g} steps of {method!r}, more than max_steps={limit}{default}; use fewer "
+            "steps (a larger dt) or an adaptive method, or raise max_steps if you mean it"
+        )
+    h = (t1 - t0) / steps
+    if steps > 1 and snap_tolerance(Time(t0), Time(t0), Time(t1)) > SNAP_MAX_STEP_FRACTION * h:
+        raise ValueError(
+            f"{asked} makes steps of length {h:.3g}, too short to tell grid points apart in float64 at "
+            f"times of magnitude {max(abs(t0), abs(t1)):.3g}; use fewer steps or shift [t0, t1] towards 0"
+        )
+    return steps

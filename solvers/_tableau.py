@@ -12,6 +12,7 @@ the registry with the :func:`register_tableau` decorator on a function that retu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from fractions import Fraction
 from typing import Callable
 
@@ -61,6 +62,13 @@ class ButcherTableau:
     def stages(self) -> int:
         """Number of stages s, i.e. function evaluations per step."""
         return len(self.b)
+
+    @cached_property
+    def coefficients(self) -> tuple[tuple[tuple[float, ...], ...], tuple[float, ...], tuple[float, ...]]:
+        """``(a, b, c)`` as floats, converted once (a Fraction's float() costs as much as a small
+        tensor operation, and a step needs one per coefficient)."""
+        return (tuple(tuple(float(x) for x in row) for row in self.a), tuple(float(x) for x in self.b),
+                tuple(float(x) for x in self.c))
 
 
 _TABLEAUX: dict[str, ButcherTableau] = {}

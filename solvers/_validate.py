@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Sequence
-
 import torch
 
 
@@ -18,13 +16,20 @@ def count_nonfinite(z: torch.Tensor) -> int:
         return int((~torch.isfinite(z)).sum())
 
 
-def check_state(z0: object) -> torch.Tensor:
+def check_state(z0: object, method: str, adaptive: bool) -> torch.Tensor:
+    """z0 as a finite real floating tensor; half precision only for fixed-step methods."""
     if not isinstance(z0, torch.Tensor):
         raise TypeError(f"z0 must be a torch.Tensor, got {type(z0).__name__}")
     if not torch.is_floating_point(z0):
         raise TypeError(
-            f"z0 must have a floating dtype (float32 or float64), got {z0.dtype}; "
+            f"z0 must have a real floating dtype (float16, bfloat16, float32 or float64), got {z0.dtype}; "
             "convert it with z0.float() or z0.double()"
+        )
+    if adaptive and z0.dtype in (torch.float16, torch.bfloat16):
+        raise TypeError(
+            f"z0 has dtype {z0.dtype}, which adaptive method {method!r} cannot use (its error control "
+            "underflows in half precision); pass z0.float() and cast the result back, or use a fixed-step "
+            "method (e.g. rk4) with n_steps"
         )
     bad = count_nonfinite(z0)
     if bad:
@@ -32,11 +37,12 @@ def check_state(z0: object) -> torch.Tensor:
     return z0
 
 
-def check_real(name: str, value: object) -> float:
+def real_value(name: str, value: object) -> float:
+    """A real number or a one-element real tensor, as a finite float (gradients are not kept)."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise TypeError(f"{name} must be a real number, got a tensor of shape {tuple(value.shape)}")
-        value = value.item()
+        value = value.detach().reshape(()).item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     value = float(value)
@@ -45,8 +51,17 @@ def check_real(name: str, value: object) -> float:
     return value
 
 
-def check_positive(name: str, value: object) -> float:
-    value = check_real(name, value)
+def check_real(name: str, value: object, no_grad: str | None = None) -> float:
+    """:func:`real_value`, refusing a tensor that requires grad (its gradient would be silently
+    dropped); ``no_grad`` says why it has none and what to do instead."""
+    if isinstance(value, torch.Tensor) and value.requires_grad:
+        why = no_grad or f"it is a solver setting; pass {name}.item() or a float"
+        raise TypeError(f"{name} must not require grad (it carries no gradient): {why}")
+    return real_value(name, value)
+
+
+def check_positive(name: str, value: object, no_grad: str | None = None) -> float:
+    value = check_real(name, value, no_grad)
     if value <= 0:
         raise ValueError(f"{name} must be > 0, got {value}")
     return value
@@ -58,35 +73,3 @@ def check_count(name: str, value: object) -> int:
     if value < 1:
         raise ValueError(f"{name} must be a positive integer (>= 1), got {value}")
     return int(value)
-
-
-def check_interval(t0: object, t1: object) -> tuple[float, float]:
-    t0, t1 = check_real("t0", t0), check_real("t1", t1)
-    if not t1 > t0:
-        raise ValueError(f"t1 must be greater than t0 (got t0={t0}, t1={t1}); integrate forward in time")
-    return t0, t1
-
-
-def check_t_eval(t_eval: Sequence[float] | torch.Tensor | None, t0: float, t1: float) -> list[float] | None:
-    if t_eval is None:
-        return None
-    if isinstance(t_eval, torch.Tensor):
-        if t_eval.dim() != 1:
-            raise ValueError(f"t_eval must be one-dimensional, got shape {tuple(t_eval.shape)}")
-        values = [float(v) for v in t_eval.detach().cpu().tolist()]
-    else:
-        try:
-            values = [check_real("t_eval entries", v) for v in t_eval]
-        except TypeError as err:
-            raise TypeError(f"t_eval must be a sequence of real numbers or a 1-D tensor: {err}") from None
-    if not values:
-        raise ValueError("t_eval must hold at least one time; pass None to keep only the final state")
-    if not all(math.isfinite(v) for v in values):
-        raise ValueError("t_eval must hold finite times")
-    if any(b <= a for a, b in zip(values, values[1:])):
-        raise ValueError("t_eval must be strictly increasing; sort it and drop duplicates")
-    if values[0] < t0 or values[-1] > t1:
-        raise ValueError(
-            f"t_eval must lie inside [t0, t1] = [{t0}, {t1}], got values from {values[0]} to {values[-1]}"
-        )
-    return values

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import warnings
 from fractions import Fraction
 
@@ -178,17 +179,21 @@ def test_grid_semantics_property(case):
     off_grid = 0 if units is None else sum(1 for u in units if u % 100)
     z0 = torch.tensor([[1.0, -2.0], [0.5, 3.0]], dtype=torch.float64)
 
-    # build_grid: base grid plus the off-grid output times, each output time found exactly.
-    grid, save_index = build_grid(t0, t1, n, t_eval)
+    # build_grid: base grid plus the off-grid output times, each output time found exactly; a
+    # time on the base grid up to float64 round-off (a few ulps of max |t|) is that grid point.
+    round_off = 8 * np.finfo(np.float64).eps * max(abs(t0), abs(t1))
+    built = build_grid(t0, t1, n, t_eval)
+    grid, save_index = built.times, built.save
     assert grid[0] == t0 and grid[-1] == t1
     assert all(b > a for a, b in zip(grid, grid[1:]))
     assert len(grid) == n + 1 + off_grid
-    for k in range(n + 1):
-        assert min(abs(g - (t0 + k * h)) for g in grid) <= 1e-9 * h
+    assert len(built.base) == n + 1
+    for k, pos in enumerate(built.base):
+        assert abs(grid[pos] - (t0 + k * h)) <= round_off
     wanted = t_eval if t_eval is not None else [t1]
     assert len(save_index) == len(wanted)
     for idx, t in zip(save_index, wanted):
-        assert abs(grid[idx] - t) <= 1e-9 * h
+        assert abs(grid[idx] - t) <= round_off
 
     # solve: same grid, seen through the callback.
     visited: list[float] = []
@@ -210,7 +215,7 @@ def test_grid_semantics_property(case):
     assert steps.max() <= h * (1 + 1e-9)
     assert visited[-1] == pytest.approx(t1, abs=1e-12 * max(1.0, abs(t1)))
     for t in wanted:
-        assert t == t0 or min(abs(v - t) for v in visited) <= 1e-9 * h
+        assert t == t0 or min(abs(v - t) for v in visited) <= round_off
 
     # Output times are exactly t_eval, states are the exact solution there.
     assert sol.times.dtype == torch.float64
@@ -364,8 +369,9 @@ def test_batched_state(method, kwargs, tol):
 def parse_failure(message: str) -> dict[str, float]:
     """The time reached and the counters, read back from an IntegrationError message."""
     found = {}
+    number = r"([-+]?\d[\d.]*(?:e[-+]?\d+)?)"
     patterns = {
-        "t": r"\bt\s*=\s*([-+]?\d[\d.]*(?:e[-+]?\d+)?)",
+        "t": rf"\breached t\s*=\s*{number}",
         "steps": r"\bsteps\s*=\s*(\d+)",
         "accepted": r"\baccepted\s*=\s*(\d+)",
         "rejected": r"\brejected\s*=\s*(\d+)",
@@ -375,6 +381,25 @@ def parse_failure(message: str) -> dict[str, float]:
         match = re.search(pattern, message, flags=re.IGNORECASE)
         assert match, f"IntegrationError message lacks {key}: {message!r}"
         found[key] = float(match.group(1))
+    return found
+
+
+def parse_first_nonfinite(message: str) -> dict[str, float]:
+    """Where the message says the first non-finite value appeared: its time, and the step and
+    stage (fixed-step) or the function evaluation (adaptive) when given."""
+    number = r"([-+]?\d[\d.]*(?:e[-+]?\d+)?)"
+    found = {}
+    patterns = {
+        "t": rf"non-finite value \(NaN or Inf\) (?:at|before the evaluation at) t={number}",
+        "step": r"\bstep (\d+) of \d+",
+        "stage": r"\bstage (\d+) of \d+",
+        "evaluation": r"function evaluation (\d+)\b",
+    }
+    for key, pattern in patterns.items():
+        match = re.search(pattern, message)
+        if match:
+            found[key] = float(match.group(1))
+    assert "t" in found or "step" in found, message
     return found
 
 
@@ -393,45 +418,144 @@ def test_max_steps_exceeded_adaptive():
 
 def test_nan_field_adaptive_raises():
     field = Counted(lambda t, z: z * float("nan"))
-    with pytest.raises(IntegrationError, match="(?i)underflow|non-finite") as info:
+    with pytest.raises(IntegrationError, match="field returned a non-finite value") as info:
         solvers.solve(field, torch.ones(3, dtype=torch.float64), 1.0, method="dopri5")
+    assert "stiff" not in str(info.value)
     got = parse_failure(str(info.value))
-    assert got["t"] == 0.0
-    assert got["nfe"] == field.calls > 0
+    first = parse_first_nonfinite(str(info.value))
+    assert got["t"] == 0.0 and first["t"] == 0.0 and first["evaluation"] == 1
+    # The integration's own counters; locating the NaN replayed one more evaluation.
+    assert got["nfe"] == info.value.stats.nfe == field.calls - 1 > 0
 
 
 def test_blow_up_adaptive_raises_near_blow_up_time():
-    # dz/dt = z^2, z(0) = 1 has z(t) = 1/(1 - t): no solution past t = 1.
+    # dz/dt = z^2, z(0) = 1 has z(t) = 1/(1 - t): no solution past t = 1. The field stays finite
+    # on every evaluated state, so the report is a step-size underflow, not a non-finite field.
     field = Counted(lambda t, z: z * z)
-    with pytest.raises(IntegrationError, match="(?i)underflow|non-finite|max_steps") as info:
+    with pytest.raises(IntegrationError, match="(?i)underflow") as info:
         solvers.solve(field, torch.ones(2, dtype=torch.float64), 2.0, method="dopri5", max_steps=100_000)
+    assert "values were finite" in str(info.value)
     got = parse_failure(str(info.value))
     assert 0.99 <= got["t"] <= 1.0 + 1e-6
     assert got["accepted"] + got["rejected"] == got["steps"] > 0
-    assert got["nfe"] == field.calls
+    # Looking for a non-finite value replayed the whole (deterministic) failed integration once.
+    assert field.calls == 2 * got["nfe"]
 
 
-@pytest.mark.parametrize("method", ["euler", "rk4"])
-def test_fixed_step_overflow_raises(method):
-    # Far outside the stability region: |1 + h λ| = 999 per step overflows float64 to inf, then NaN.
-    field = Counted(lambda t, z: -1.0e6 * z)
-    with pytest.raises(IntegrationError, match="(?i)non-finite") as info:
-        solvers.solve(field, torch.ones(2, dtype=torch.float64), 1.0, method=method, n_steps=1000)
-    got = parse_failure(str(info.value))
-    assert 0.0 < got["t"] <= 1.0
-    assert got["nfe"] == field.calls == STAGES[method] * got["steps"]
-    assert got["accepted"] == got["steps"] and got["rejected"] == 0
-    # The reported time is where the counters say the integration stopped.
-    assert got["t"] == pytest.approx(got["steps"] * 1e-3, rel=1e-5)
+def test_singular_field_adaptive_reports_where_steps_stall():
+    # dz/dt = 1/(t - 0.35): finite wherever evaluated, singular at t = 0.35.
+    with pytest.raises(IntegrationError, match="(?i)underflow") as info:
+        solvers.solve(lambda t, z: torch.ones_like(z) / (t - 0.35), torch.ones(2, dtype=torch.float64), 1.0,
+                      method="dopri5")
+    assert parse_failure(str(info.value))["t"] == pytest.approx(0.35, abs=1e-3)
 
 
-def test_nan_field_fixed_step_raises_at_intermediate_output():
+@pytest.mark.parametrize("method", ["dopri5", "bosh3", "adaptive_heun", "dopri8"])
+@pytest.mark.parametrize("adjoint", [False, True])
+def test_nan_after_known_time_adaptive_reports_first_bad_evaluation(method, adjoint):
+    """A field returning NaN for t > 0.5: the report names the first evaluation at t > 0.5 of the
+    integration (its time and index, read off the field's own record), not "stiff"."""
+    calls: list[float] = []
+
     def field(t, z):
-        return torch.full_like(z, float("nan")) if float(t) >= 0.5 else -z
+        calls.append(float(t))
+        return torch.full_like(z, float("nan")) if float(t) > 0.5 else -z
 
-    with pytest.raises(IntegrationError, match="(?i)non-finite") as info:
-        solvers.solve(field, torch.ones(2, dtype=torch.float64), 1.0, method="euler", n_steps=10,
-                      t_eval=[0.3, 0.7, 1.0])
+    with pytest.raises(IntegrationError, match="field returned a non-finite value") as info:
+        solvers.solve(field, torch.ones(3, dtype=torch.float64), 1.0, method=method, adjoint=adjoint,
+                      rtol=1e-6, atol=1e-8)
+    message = str(info.value)
+    assert "stiff" not in message
+    first = parse_first_nonfinite(message)
+    integration = calls[1:] if adjoint else calls  # the adjoint's read check traces one evaluation
+    index = next(i for i, t in enumerate(integration) if t > 0.5)
+    assert first["evaluation"] == index + 1
+    assert first["t"] == pytest.approx(integration[index], rel=1e-5)
+    assert parse_failure(message)["t"] <= 0.5
+
+
+def test_fixed_step_overflow_raises_at_first_overflowing_step():
+    """Euler on dz/dt = -1e6 z with h = 1e-3: z_k = (-999)^k, and the field's value 1e6 |z_k|
+    first exceeds the largest double at the k* computed below: step k* + 1 reports it, although
+    the state is only checked at t1."""
+    k_star = next(k for k in range(1, 200) if k * math.log(999.0) + math.log(1e6) > math.log(sys.float_info.max))
+    field = Counted(lambda t, z: -1.0e6 * z)
+    with pytest.raises(IntegrationError, match="field returned a non-finite value") as info:
+        solvers.solve(field, torch.ones(2, dtype=torch.float64), 1.0, method="euler", n_steps=1000)
     got = parse_failure(str(info.value))
-    # NaN first appears after the step from 0.5; it is reported no later than the next output time.
-    assert 0.5 < got["t"] <= 0.7 + 1e-12
+    first = parse_first_nonfinite(str(info.value))
+    assert first["step"] == k_star + 1 and first["stage"] == 1
+    assert first["t"] == pytest.approx(k_star * 1e-3, rel=1e-12)
+    assert got["t"] == pytest.approx(k_star * 1e-3, rel=1e-12)
+    assert got["steps"] == got["accepted"] == k_star and got["rejected"] == 0
+    assert got["nfe"] == k_star + 1
+    # The loop ran to the check at t1 (1000 evaluations), then replayed k* + 1 steps.
+    assert field.calls == 1000 + k_star + 1
+
+
+def test_singular_field_fixed_step_reports_the_step_that_hits_the_singularity():
+    """f = 1/(t - 0.35) on 20 Euler steps over [0, 1]: t_7 = 7/20 is the double 0.35, so step 8
+    (stage 1, t = 0.35) is the first evaluation that returns Inf; detected only at t1."""
+    field = Counted(lambda t, z: torch.ones_like(z) / (t - 0.35))
+    with pytest.raises(IntegrationError, match="field returned a non-finite value") as info:
+        solvers.solve(field, torch.zeros(3, dtype=torch.float64), 1.0, method="euler", n_steps=20)
+    first = parse_first_nonfinite(str(info.value))
+    got = parse_failure(str(info.value))
+    assert (first["step"], first["stage"], first["t"]) == (8, 1, 0.35)
+    assert (got["t"], got["steps"], got["nfe"]) == (0.35, 7, 8)
+
+
+@pytest.mark.parametrize("method, step, stage, t, where", [
+    # f = 1e307 (finite): z_k = 1e307 k overflows the largest double (1.797e308) at k = 18. Euler:
+    # in the update of step 18. RK4: the stage-4 state z_17 + h k_3 = 1.8e308 of step 18.
+    ("euler", 18, None, None, "in the update of step 18 of 30, from t=17 to t=18"),
+    ("rk4", 18, 4, 18.0, "before the evaluation at t=18"),
+])
+def test_fixed_step_state_overflow_is_told_from_a_non_finite_field(method, step, stage, t, where):
+    with pytest.raises(IntegrationError, match="state overflowed") as info:
+        solvers.solve(lambda t, z: torch.full_like(z, 1e307), torch.zeros(2, dtype=torch.float64), 30.0,
+                      method=method, n_steps=30)
+    message = str(info.value)
+    assert where in message and "field returned" not in message
+    first = parse_first_nonfinite(message)
+    assert first["step"] == step and first.get("stage") == stage and first.get("t") == t
+    got = parse_failure(message)
+    assert got["t"] == 17.0 and got["steps"] == 17
+    assert got["nfe"] == STAGES[method] * 17 + (STAGES[method] if stage is None else stage - 1)
+
+
+@pytest.mark.parametrize("method, step, stage, t", [
+    ("euler", 6, 1, 0.5),  # step 6 starts at t_5 = 0.5: its only stage is the first at t >= 0.5
+    ("rk4", 5, 4, 0.5),  # step 5 from t_4 = 0.4: stages at 0.4, 0.45, 0.45 and t_4 + h = 0.5
+])
+def test_nan_field_fixed_step_reports_first_bad_step(method, step, stage, t):
+    """NaN for t >= 0.5 with 10 steps over [0, 1] and outputs at 0.3, 0.7, 1: the report names the
+    first step and stage evaluated at t >= 0.5, not the output time 0.7 where it was detected."""
+    field = Counted(lambda t, z: torch.full_like(z, float("nan")) if float(t) >= 0.5 else -z)
+    with pytest.raises(IntegrationError, match="field returned a non-finite value") as info:
+        solvers.solve(field, torch.ones(2, dtype=torch.float64), 1.0, method=method, n_steps=10,
+                      t_eval=[0.3, 0.7, 1.0])
+    first = parse_first_nonfinite(str(info.value))
+    got = parse_failure(str(info.value))
+    assert (first["step"], first["stage"]) == (step, stage)
+    assert first["t"] == pytest.approx(t, abs=1e-12)
+    assert got["t"] == pytest.approx((step - 1) / 10, abs=1e-12)
+    assert got["nfe"] == STAGES[method] * (step - 1) + stage
+    # Detected at the output 0.7 (7 steps), replayed from the output 0.3 up to the bad stage.
+    assert field.calls == STAGES[method] * 7 + STAGES[method] * (step - 1 - 3) + stage
+
+
+def test_non_finite_state_not_reproduced_on_replay_says_so():
+    """A field that returns NaN on its third call only (not a function of t and z): the replay
+    that looks for the first bad step meets none, and the error says so instead of guessing."""
+    calls = {"n": 0}
+
+    def field(t, z):
+        calls["n"] += 1
+        return torch.full_like(z, float("nan")) if calls["n"] == 3 else -z
+
+    with pytest.raises(IntegrationError, match=r"did not reproduce it \(is the field deterministic\?\)") as info:
+        solvers.solve(field, torch.ones(2, dtype=torch.float64), 1.0, method="euler", n_steps=4, t_eval=[0.5, 1.0])
+    got = parse_failure(str(info.value))
+    # Detected at the output t = 1 after the last good output t = 0.5 (2 steps), where it stops.
+    assert got["t"] == 0.5 and got["steps"] == 2 and got["nfe"] == 2
