@@ -146,7 +146,17 @@ def spmm(matrix: torch.Tensor, values: torch.Tensor, transpose: torch.Tensor | N
     """S @ V for V of shape [N, d] or [B, N, d] (S acts on the node axis, the second to last).
 
     ``transpose`` (Sᵀ from :func:`csr_transpose`) makes the backward pass a plain SpMM; S itself
-    gets no gradient then (it is a fixed operator)."""
+    gets no gradient then (it is a fixed operator).
+
+    16-bit values (float16, bfloat16) are multiplied in float32 and rounded back to their dtype:
+    the CPU sparse kernels have no 16-bit version, and the float32 sums keep the result within
+    about one 16-bit rounding of S V for the stored (16-bit) S. float32/float64 go straight to
+    the sparse kernel."""
+    if values.dtype.itemsize < 4:
+        wide = matrix.to(torch.float32)
+        wide_t = None if transpose is None else wide if transpose is matrix else transpose.to(torch.float32)
+        return spmm(wide, values.float(), wide_t).to(values.dtype)
+
     def product(flat: torch.Tensor) -> torch.Tensor:
         if transpose is not None and flat.requires_grad:
             return _CSRProduct.apply(matrix, transpose, flat)

@@ -33,11 +33,13 @@ class Penalty:
     derivative: TensorFn
     s_max: float = math.inf
 
-    def check_domain(self, s: torch.Tensor) -> None:
-        """Raise if a squared distance exceeds ``s_max`` (never clip silently)."""
-        if math.isfinite(self.s_max):
-            worst = float(s.max())
-            if worst > self.s_max * (1 + 1e-9):
+    def check_domain(self, s: torch.Tensor, dtype: torch.dtype | None = None) -> None:
+        """Raise if a squared distance exceeds ``s_max`` by more than round-off (never clip
+        silently): 64 ulps of ``dtype`` (the states' dtype, default s's), at least 1e-9."""
+        if math.isfinite(self.s_max) and s.numel():
+            worst = float(s.detach().max())
+            slack = max(1e-9, 64 * torch.finfo(s.dtype if dtype is None else dtype).eps)
+            if worst > self.s_max * (1 + slack):
                 raise ValueError(
                     f"penalty {self.name!r} is defined for squared distances up to {self.s_max}, got {worst:.6g}; "
                     "normalise the states to unit norm or choose delta='log' / 'sqrt'"

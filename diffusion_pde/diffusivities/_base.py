@@ -36,7 +36,9 @@ class Diffusivity(nn.Module):
     """Base class of all diffusivities; subclasses set ``name`` and ``properties``."""
 
     name: ClassVar[str]
-    properties: DiffusivityProperties  # a class attribute; combinators (mix) set it per instance
+    # A class attribute; an instance refines it where its own S differs (mix from its parts, the
+    # graph operators' symmetry from their matrix, gin's sign from ε).
+    properties: DiffusivityProperties
     #: Attributes that :meth:`set_initial_state` fills with tensors computed from Z⁰ (a tensor, a
     #: tuple of tensors, or None): the field reads them, so the adjoint must differentiate them.
     cached_inputs: ClassVar[tuple[str, ...]] = ()
@@ -99,6 +101,15 @@ def positive_int(arg: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{arg} must be a positive int, got {value!r}")
     return value
+
+
+def widen(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 if it is a 16-bit float (float16, bfloat16), else ``x`` itself.
+
+    Sums over N nodes and attention logits overflow float16 (beyond 65504) where the diffusivity's
+    result does not, and some CPU kernels (``cdist``) have no 16-bit version: such steps work in
+    float32 and round their result back to the state's dtype."""
+    return x.float() if x.dtype.itemsize < 4 else x
 
 
 D = TypeVar("D", bound=type[Diffusivity])

@@ -7,6 +7,8 @@ is then a single sparse-dense product, O(E d), never densifying the graph.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from ..graph import Graph, as_graph, csr_matrix, csr_transpose, spmm
@@ -35,6 +37,9 @@ class LinearGraphDiffusivity(Diffusivity):
         self.register_buffer("matrix", csr_matrix(graph_with_loops, entries).to(dtype), persistent=False)
         self.register_buffer("matrix_t", csr_transpose(self.matrix), persistent=False)  # for the backward pass
         self.register_buffer("measure", measure.to(dtype), persistent=False)
+        # The class flags describe the operator in general (gcn: symmetric for an undirected graph);
+        # an instance reports its own matrix: csr_transpose returns S itself exactly when S = Sᵀ.
+        self.properties = dataclasses.replace(self.properties, symmetric=self.matrix_t is self.matrix)
 
     def build(self, g: Graph) -> tuple[Graph, torch.Tensor, torch.Tensor]:
         """Return the edge set of S, its float64 entries per edge, and the node measure m."""

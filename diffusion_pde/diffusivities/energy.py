@@ -6,16 +6,25 @@ for E(Z; Z^k) = ‖Z − Z^k‖²_F + λ Σ_ij δ(‖z_i − z_j‖²) with conc
 (:mod:`diffusion_pde.penalties`: ``difformer``, ``log``, ``sqrt``, ``quadratic`` or any callable,
 its derivative by autograd). No learned parameters: it acts on the state itself.
 
+Squared distances are summed coordinate by coordinate (not as ‖z_i‖² + ‖z_j‖² − 2 z_iᵀz_j, which
+cancels catastrophically for nearby large states), in float32 for 16-bit states (there is no
+16-bit ``cdist``); a distance that exceeds a bounded penalty's domain by round-off only is taken
+at the domain's end, a larger one is a ValueError. For a concave non-decreasing δ the diagonal
+weight δ'(0) is the largest of its row, so a row sum is at least δ'(0) and cannot underflow; a
+row of δ' summing to 0, infinity or NaN is a ValueError too, never a NaN in S.
+
 Properties: row-stochastic, non-negative (δ' ≥ 0), symmetric kernel but row normalisation
 makes S non-symmetric in general; state-dependent. Cost O(N² d) time, O(N²) memory (dense).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..penalties import Penalty, TensorFn, penalty
-from ._base import Diffusivity, DiffusivityProperties, register_diffusivity
+from ._base import Diffusivity, DiffusivityProperties, register_diffusivity, widen
 
 
 @register_diffusivity
@@ -35,12 +44,21 @@ class EnergyDiffusivity(Diffusivity):
     def _matrix(self, z: torch.Tensor) -> torch.Tensor:
         if z.dim() not in (2, 3):
             raise ValueError(f"z must have shape [N, d] or [B, N, d], got {tuple(z.shape)}")
-        sq = torch.cdist(z, z).square()
-        self.penalty.check_domain(sq)
+        work = widen(z)
+        sq = torch.cdist(work, work, compute_mode="donot_use_mm_for_euclid_dist").square()
+        self.penalty.check_domain(sq, z.dtype)
+        if math.isfinite(self.penalty.s_max):
+            sq = sq.clamp(max=self.penalty.s_max)  # round-off only: larger distances were refused above
         weights = self.penalty.derivative(sq)
         if bool((weights < 0).any()):
             raise ValueError(f"penalty {self.penalty.name!r} has a negative derivative here: δ must be non-decreasing")
-        return weights / weights.sum(dim=-1, keepdim=True)
+        total = weights.sum(dim=-1, keepdim=True)
+        if not bool(((total > 0) & torch.isfinite(total)).all()):
+            raise ValueError(
+                f"penalty {self.penalty.name!r} gives a row of derivatives δ' summing to 0, infinity or NaN, so "
+                "S = δ'/Σδ' is undefined; δ'(0) must be finite and positive (e.g. sqrt_penalty(eps) with eps > 0)"
+            )
+        return (weights / total).to(z.dtype)
 
     def set_initial_state(self, z0: torch.Tensor) -> None:
         self._frozen_s = self._matrix(z0) if self.frozen else None

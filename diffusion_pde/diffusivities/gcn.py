@@ -6,7 +6,8 @@ $$ S = \tilde D^{-1/2} \tilde A \tilde D^{-1/2}, \qquad \tilde A = A + I, \quad 
 self-loops keeps their summed weight, where PyG keeps one of them). One Euler step with τ = 1
 is a GCN layer; K steps without a channel map in between are SGC; with source weight α, APPNP.
 
-Properties: symmetric (for an undirected graph), non-negative, state-independent, NOT
+Properties: symmetric for an undirected graph (an instance reports ``symmetric`` from its own
+matrix, so False for a directed graph), non-negative, state-independent, NOT
 row-stochastic (rows sum to Σ_j Ã_ij/√(d_i d_j)); spectrum in (−1, 1]. Cost O(E d).
 Node measure m = 1: E(Z) = tr(Zᵀ(I − S)Z).
 """
@@ -34,4 +35,6 @@ class GCN(LinearGraphDiffusivity):
         # gcn_norm, its row and column of S are then 0 (1/√0 is taken as 0, not inf).
         inv_sqrt = torch.where(degree > 0, degree.rsqrt(), torch.zeros_like(degree))
         src, dst = g.edge_index
-        return g, inv_sqrt[dst] * g.edge_weight * inv_sqrt[src], torch.ones(g.num_nodes, dtype=torch.float64)
+        # (a·b)·w, not (a·w)·b: multiplication commutes exactly in floating point, so an undirected
+        # graph gives an S that equals Sᵀ bit for bit (and is reported symmetric).
+        return g, inv_sqrt[dst] * inv_sqrt[src] * g.edge_weight, torch.ones(g.num_nodes, dtype=torch.float64)

@@ -13,8 +13,10 @@ and S carries its gradient.
 
 Properties: NOT row-stochastic and not normalised at all (row i sums to deg_i + 1 + ε, so the
 spectrum is not confined to [−1, 1] and the flow dZ/dt = (S − I)Z can grow without bound);
-symmetric for an undirected graph; non-negative when ε ≥ −1 (the class flags assume that; an
-instance built with a fixed ε < −1 reports ``nonnegative=False``); state-independent. Cost O(E d).
+symmetric for an undirected graph (an instance reports ``symmetric`` from its own matrix);
+non-negative when ε ≥ −1 (the class flags assume that; an instance built with a fixed ε < −1, or
+with ``train_eps=True``, whose ε may be trained below −1, reports ``nonnegative=False``);
+state-independent. Cost O(E d).
 
 Node measure: none. S is not self-adjoint in any diagonal measure for a general directed graph,
 and even for an undirected one I − S = −(A + εI) is indefinite, so ⟨Z, (I − S)Z⟩ is not a
@@ -65,8 +67,9 @@ class GIN(LinearGraphDiffusivity):
         else:
             # Baked into the matrix (one SpMM per application); kept for inspection.
             self.register_buffer("eps", torch.tensor(self._eps0, dtype=dtype))
-            if self._eps0 < -1.0:
-                self.properties = dataclasses.replace(GIN.properties, nonnegative=False)
+        if train_eps or self._eps0 < -1.0:
+            # The diagonal 1 + ε is negative for ε < −1, and a trainable ε may go there.
+            self.properties = dataclasses.replace(self.properties, nonnegative=False)
 
     def build(self, g: Graph) -> tuple[Graph, torch.Tensor, torch.Tensor]:
         measure = torch.ones(g.num_nodes, dtype=torch.float64)  # unused: node_measure() is None

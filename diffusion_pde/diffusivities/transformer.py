@@ -11,7 +11,9 @@ maps outside the step, and τ < 1 is attention with a residual connection).
 ``concat=False``: S = (1/H) Σ_h S^h propagates all channels.
 
 ``frozen=True``: S is computed once from Z⁰ in :meth:`set_initial_state` and held fixed along the
-solve (GRAND-l style).
+solve (GRAND-l style). The softmax is max-shifted (no exponential overflows or underflows to
+0/0); for 16-bit states the logits and the softmax are formed in float32 (logits overflow
+float16 beyond 65504) and S is rounded back.
 
 Properties: row-stochastic, non-negative (strictly positive), not symmetric, state-dependent.
 Cost O(N² d) time and O(H N²) memory: S is formed explicitly (use ``difformer_s`` for O(N)).
@@ -25,7 +27,7 @@ import torch
 from torch import nn
 
 from ._attention import QueryKeyDiffusivity
-from ._base import DiffusivityProperties, PerHeadDense, register_diffusivity
+from ._base import DiffusivityProperties, PerHeadDense, register_diffusivity, widen
 
 
 @register_diffusivity
@@ -45,7 +47,7 @@ class Transformer(PerHeadDense, QueryKeyDiffusivity):
         frozen: bool = False,
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        if isinstance(in_channels, int) and isinstance(heads, int) and heads >= 1:
+        if isinstance(in_channels, int) and in_channels >= 1 and isinstance(heads, int) and heads >= 1:
             if concat and in_channels % heads:
                 raise ValueError(
                     f"heads={heads} must divide in_channels={in_channels} with concat=True: head h propagates "
@@ -69,9 +71,9 @@ class Transformer(PerHeadDense, QueryKeyDiffusivity):
         if z is None and not (self.frozen and self._frozen_qk is not None):
             raise ValueError("transformer.dense(z) needs the state z")
         q, k = self.queries_keys(z)
-        q, k = q.transpose(-3, -2), k.transpose(-3, -2)  # [..., H, N, d_k]
+        q, k = widen(q).transpose(-3, -2), widen(k).transpose(-3, -2)  # [..., H, N, d_k]
         logits = (q * (1.0 / math.sqrt(self.key_channels))) @ k.transpose(-2, -1)
-        return torch.softmax(logits, dim=-1)
+        return torch.softmax(logits, dim=-1).to(self.query.weight.dtype)
 
     def forward(self, z: torch.Tensor, values: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
         attn = self.dense_heads(z)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import solvers
 
 from ..diffusivities._attention import QK_NORMS
+from ..diffusivities.difformer_s import check_qk_norm
 
 MODELS = ("difformer_s", "difformer_a", "transformer", "gat", "gcn", "sgc", "appnp", "mlp")
 ATTENTION_MODELS = ("difformer_s", "difformer_a", "transformer")
@@ -26,10 +27,11 @@ class ModelConfig:
     with ``method``/``n_steps``). ``use_graph`` adds the input graph's ``gcn`` term to attention,
     summed (``graph_weight=None``, the authors' code) or mixed with weight w ∈ (0, 1).
     ``source_weight`` μ ∈ [0, 1) is the source term μ(Z⁰ − Z) (APPNP's α). ``qk_norm`` row (the
-    paper) or global (the authors' code); ``value_proj`` a per-layer W_v; ``layer_norm`` after the
-    encoder and every layer. ``input_dropout`` drops input features before the encoder's Linear
-    (models whose encoder starts with a Linear: the attention models and ``mlp``; GCN, GAT and
-    APPNP already drop their input with ``dropout``).
+    paper) or global (the authors' code), or none (not for ``difformer_s``, whose kernel needs unit
+    q, k); ``value_proj`` a per-layer W_v; ``layer_norm`` after the encoder and every layer.
+    ``input_dropout`` drops input features before the encoder's Linear (models whose encoder
+    starts with a Linear: the attention models and ``mlp``; GCN, GAT and APPNP already drop
+    their input with ``dropout``).
     """
 
     model: str = "difformer_s"
@@ -92,6 +94,8 @@ class ModelConfig:
             raise ValueError(f"source_weight must lie in [0, 1), got {self.source_weight!r}")
         if self.qk_norm not in QK_NORMS:
             raise ValueError(f"qk_norm must be one of {', '.join(QK_NORMS)}, got {self.qk_norm!r}")
+        if self.model == "difformer_s":
+            check_qk_norm(self.qk_norm)
         if self.method not in solvers.available_methods():
             raise ValueError(f"unknown method {self.method!r}; valid methods: {', '.join(solvers.available_methods())}")
         if not (isinstance(self.t1, (int, float)) and math.isfinite(self.t1) and self.t1 > 0):
