@@ -33,3 +33,16 @@ def _one_intra_op_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def _restore_method_registry():
+    """Tests that register their own Butcher tableaux leave the registry as they found it, so
+    messages that list the methods (and the error table that quotes them) do not depend on the
+    order in which tests run."""
+    from solvers import _tableau
+
+    saved = dict(_tableau._TABLEAUX)
+    yield
+    _tableau._TABLEAUX.clear()
+    _tableau._TABLEAUX.update(saved)
