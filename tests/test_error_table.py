@@ -2,9 +2,10 @@
 
 Each case gives an input, the exception type (API) or exit code 2 (CLI) it must raise, and a
 regex its message must match, naming the argument. Every case also checks that the error comes
-before any work (the functions that train, integrate, run checks or delete are replaced by ones
-that fail the case), that no file in the working folder changed, and for the CLI that the error
-is one line on stderr (no traceback) with nothing on stdout.
+before any work (the functions that train, integrate, predict, run checks or delete are replaced
+by ones that fail the case), that no file in the working folder changed (none deleted, truncated
+or added), and for the CLI that the error is one line on stderr (no traceback) with nothing on
+stdout. Datasets are cached in a temporary folder, never in the user's cache.
 
 ``docs/errors.md`` is generated from :data:`CASES` and their actual messages by
 ``tools/write_error_table.py``; the tests below fail when it is out of date.
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 from unittest import mock
 
+import numpy as np
 import pytest
 import torch
 from torch_geometric.data import Data
@@ -33,9 +35,17 @@ from torch_geometric.data import Data
 import diffusion_pde as dp
 import solvers
 from diffusion_pde.cli import main
-from diffusion_pde.data import load_cora, load_dataset, random_split
+from diffusion_pde.data import Split, load_cora, load_dataset, load_graph, random_split
 from diffusion_pde.models import ModelConfig, build_model
-from diffusion_pde.training import TrainConfig, load_checkpoint, parse_solver, resolve, run_experiment
+from diffusion_pde.training import (
+    MARKER,
+    TrainConfig,
+    load_checkpoint,
+    load_model,
+    parse_solver,
+    resolve,
+    run_experiment,
+)
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 
@@ -45,6 +55,10 @@ WORK = (
     "diffusion_pde.training.experiment.train_run",
     "diffusion_pde.cli.solve.exact_solution",
     "diffusion_pde.cli.solve.run_method",
+    "diffusion_pde.cli.predict.predict",
+    "diffusion_pde.cli.predict.write_predictions",
+    "diffusion_pde.training.experiment.remove_results",
+    "diffusion_pde.cli.sweep.remove_results",
     "theory_checks.run_checks",
     "shutil.rmtree",
 )
@@ -76,12 +90,75 @@ def cli(id: str, what: str, args: str, match: str, setup: Callable[[Path], None]
 # ---- working folders -------------------------------------------------------------------------
 
 def earlier_results(folder: Path) -> None:
+    """``out``: a results folder of ours (it has the marker) holding results."""
     (folder / "out").mkdir()
-    (folder / "out" / "keep.txt").write_text("earlier results\n")
+    (folder / "out" / MARKER).write_text("")
+    (folder / "out" / "results.json").write_text("{}\n")
+
+
+def users_folder(folder: Path) -> None:
+    """``out``: a folder of the user's (no marker) holding their data."""
+    (folder / "out").mkdir()
+    (folder / "out" / "data.csv").write_text("a,b\n1,2\n")
+
+
+def results_here(folder: Path) -> None:
+    """The working folder itself holds results of ours (as after ``--out .``)."""
+    (folder / MARKER).write_text("")
+    (folder / "results.json").write_text("{}\n")
 
 
 def out_is_a_file(folder: Path) -> None:
     (folder / "out").write_text("not a folder\n")
+
+
+def a_file(name: str, text: str = "a user's file\n") -> Callable[[Path], None]:
+    def setup(folder: Path) -> None:
+        (folder / name).write_text(text)
+    return setup
+
+
+GRAPH = {  # a 6-node ring, 2 classes, 3 features, one stored split, as the CSV files of a folder `graph`
+    "edge_index.csv": "source,target\n" + "".join(f"{i},{(i + 1) % 6}\n{(i + 1) % 6},{i}\n" for i in range(6)),
+    "x.csv": "".join(f"{i},{i % 2},{1 - i % 2}\n" for i in range(6)),
+    "y.csv": "label\n" + "".join(f"{i % 2}\n" for i in range(6)),
+    "train_mask.csv": "1\n1\n0\n0\n0\n0\n",
+    "val_mask.csv": "0\n0\n1\n1\n0\n0\n",
+    "test_mask.csv": "0\n0\n0\n0\n1\n1\n",
+}
+NO_MASKS = {"train_mask_csv": None, "val_mask_csv": None, "test_mask_csv": None}
+
+
+def user_graph(**files: str | None) -> Callable[[Path], None]:
+    """The folder ``graph`` holding :data:`GRAPH`, with ``files`` (``name_csv`` = new text, or None
+    to leave the file out) changed."""
+    def setup(folder: Path) -> None:
+        (folder / "graph").mkdir()
+        changed = {name.replace("_csv", ".csv"): text for name, text in files.items()}
+        for name, text in {**GRAPH, **changed}.items():
+            if text is not None:
+                (folder / "graph" / name).write_text(text)
+    return setup
+
+
+def saved_graph(folder: Path) -> None:
+    """``graph.pt``: :data:`GRAPH` saved with torch.save."""
+    user_graph()(folder)
+    torch.save(load_graph(folder / "graph"), folder / "graph.pt")
+    shutil.rmtree(folder / "graph")
+
+
+def large_graph(folder: Path) -> None:
+    """``big``: 8,000 nodes in a path, one feature each (as .npy files)."""
+    (folder / "big").mkdir()
+    n = 8000
+    np.save(folder / "big" / "edge_index.npy", np.stack([np.arange(n - 1), np.arange(1, n)]))
+    np.save(folder / "big" / "x.npy", np.ones((n, 1)))
+
+
+def empty_raw(folder: Path) -> None:
+    """``emptyroot``: the PyG layout for CiteSeer with no raw files in it."""
+    (folder / "emptyroot" / "Planetoid" / "CiteSeer" / "raw").mkdir(parents=True)
 
 
 RUN = "--model gcn --epochs 2 --checkpoint-every 1 --out run --quiet"  # the finished run's settings
@@ -124,6 +201,19 @@ def finished_run(*damage: tuple[str, Callable[[Path], None]]) -> Callable[[Path]
         shutil.copytree(_finished_run(), folder / "run")
         for name, harm in damage:
             harm(folder / name)
+    return setup
+
+
+def two_runs(folder: Path) -> None:
+    """A copy of the finished run with a second split (split1), as a two-split experiment has."""
+    finished_run()(folder)
+    shutil.copytree(folder / "run" / "split0", folder / "run" / "split1")
+
+
+def both(*setups: Callable[[Path], None]) -> Callable[[Path], None]:
+    def setup(folder: Path) -> None:
+        for one in setups:
+            one(folder)
     return setup
 
 
@@ -202,25 +292,75 @@ API_CASES = [
     api("build-model-config", "a dict instead of a ModelConfig", "build_model({'model': 'gcn'}, graph)", TypeError, r"^config must be a ModelConfig"),
     api("build-model-features", "1-D features", "build_model(ModelConfig(), Data(x=torch.rand(4), edge_index=ei, y=graph.y))", ValueError,
         r"^data\.x must be a \[num_nodes, num_features\]"),
-    api("parse-solver-steps", "an evaluation solver with 0 steps", "parse_solver('euler:0')", ValueError, r"'euler:0'.*N_STEPS >= 1"),
+    api("parse-solver-steps", "an evaluation solver with 0 steps", "parse_solver('euler:0')", ValueError, r"'euler:0'.*n_steps must be an int >= 1"),
+    api("parse-solver-unnamed", "a third solver field without a name", "parse_solver('dopri5:1e-5:1e-7')", ValueError,
+        r"the third field '1e-7' must be named, e\.g\. dopri5:rtol=\.\.\.:atol=\.\.\."),
+    api("parse-solver-key", "a solver field with an unknown name", "parse_solver('dopri5:tol=1e-5')", ValueError,
+        r"dopri5 takes rtol and atol, not 'tol'"),
     api("experiment-splits", "zero splits", "run_experiment('cora', ModelConfig(model='gcn'), TrainConfig(), splits=0)", ValueError,
         r"^splits must be an int >= 1"),
     api("experiment-out", "an out folder holding results", "run_experiment('cora', ModelConfig(model='gcn'), TrainConfig(), out='out')", ValueError,
         r"^out \(--out\) out already holds results: pass resume=True \(--resume\) .* overwrite=True \(--overwrite\)",
         setup=earlier_results),
+    api("experiment-foreign-out", "overwrite a folder diffusion-pde did not create (it holds the user's data.csv)",
+        "run_experiment('cora', ModelConfig(model='gcn'), TrainConfig(), out='out', overwrite=True)", ValueError,
+        r"^(?!.*overwrite).*out holds files that diffusion-pde did not write .*choose a new or empty folder", setup=users_folder),
+    api("experiment-overwrite-cwd", "overwrite the current folder", "run_experiment('cora', ModelConfig(model='gcn'), TrainConfig(), "
+        "out='.', overwrite=True)", ValueError, r"out \(--out\) \. is the current folder, which overwrite .* never empties",
+        setup=results_here),
+    api("experiment-label", "a label -1 (an unlabelled node)",
+        "run_experiment(Data(x=graph.x, edge_index=ei, y=torch.tensor([0, 1, -1, 1])), ModelConfig(model='gcn'), TrainConfig())",
+        ValueError, r"^dataset: y holds the label -1 at node 2: labels must be 0\.\.C-1"),
+    api("experiment-features-nan", "a feature that is NaN",
+        "run_experiment(Data(x=graph.x / 0 - graph.x / 0, edge_index=ei, y=graph.y), ModelConfig(model='gcn'), TrainConfig())",
+        ValueError, r"^dataset: x holds NaN or Inf \(first at node 0\)"),
+    api("experiment-empty-val", "a split with no validation node",
+        "run_experiment(graph, ModelConfig(model='gcn'), TrainConfig(), split=Split('mine', 0, torch.tensor([0, 1]), "
+        "torch.tensor([], dtype=torch.long), torch.tensor([2, 3])))", ValueError, r"^the mine split 0: val is empty"),
+    api("experiment-overlap", "a split whose training and test nodes overlap",
+        "run_experiment(graph, ModelConfig(model='gcn'), TrainConfig(), split=Split('mine', 0, torch.tensor([0, 1]), "
+        "torch.tensor([2]), torch.tensor([1, 3])))", ValueError, r"^the mine split 0: train and test share 1 node"),
+    api("experiment-user-split-kind", "the public split of a graph that has none",
+        "run_experiment(graph, ModelConfig(model='gcn'), TrainConfig(), split='public')", ValueError,
+        r"split 'public' is not available: dataset 'data' offers the splits random"),
+    api("experiment-per-class", "more training nodes per class than the classes hold",
+        "run_experiment(graph, ModelConfig(model='gcn'), TrainConfig(), per_class=5)", ValueError,
+        r"class 0 has only 2 nodes, too few for 5 training nodes per class"),
+    api("experiment-sizes-fixed", "split sizes for a stored split",
+        "run_experiment('cora', ModelConfig(model='gcn'), TrainConfig(), split='public', num_val=100)", ValueError,
+        r"^num_val only applies to random splits; the public split is stored with the data"),
+    api("experiment-splits-objects", "a split count with Split objects",
+        "run_experiment(graph, ModelConfig(model='gcn'), TrainConfig(), split=Split('mine', 0, torch.tensor([0, 1]), "
+        "torch.tensor([2]), torch.tensor([3])), splits=2)", ValueError, r"with Split objects pass every split"),
     api("experiment-eval-solvers", "other solvers for a discrete model",
         "run_experiment('cora', ModelConfig(model='gcn'), TrainConfig(), eval_solvers=['euler:4'])", ValueError,
         r"^eval_solvers \(--eval-solvers\) needs a continuous-depth model"),
     api("experiment-split-index", "a second split of the single public split",
         "run_experiment('cora', ModelConfig(model='gcn'), TrainConfig(), split='public', splits=2)", ValueError, r"single split; use split index 0"),
     api("load-dataset-name", "unknown dataset", "load_dataset('coraa')", ValueError, r"unknown dataset 'coraa'; valid datasets: cora"),
-    api("load-dataset-root", "a root without the dataset's files", "load_dataset('citeseer', root='nowhere')", FileNotFoundError,
-        r"no folder nowhere/Planetoid/CiteSeer: root must hold"),
+    api("load-dataset-root", "a root without the dataset's folder", "load_dataset('pubmed', root='emptyroot')", FileNotFoundError,
+        r"no folder emptyroot/Planetoid/PubMed: root must hold", setup=empty_raw),
     api("random-split-classes", "too few nodes in a class", "random_split(torch.tensor([0] * 30 + [1] * 5), 0)", ValueError,
         r"class 1 has only 5 nodes, too few for 20 .*per_class"),
+    api("load-dataset-cora-geom-gcn", "the geom-gcn splits of the embedded Cora (no download)", "load_dataset('cora', geom_gcn=True)",
+        FileNotFoundError, r"the embedded Cora holds the public split only.*pass --root"),
+    api("load-dataset-empty-raw", "a root whose raw folder is empty (no download)", "load_dataset('citeseer', root='emptyroot')",
+        FileNotFoundError, r"--root emptyroot lacks emptyroot/Planetoid/CiteSeer/raw/ind\.citeseer\.x.*nothing is downloaded",
+        setup=empty_raw),
+    api("load-graph-label", "a user graph with a label -1", "load_graph('graph')", ValueError,
+        r"^graph: y holds the label -1 at node 1", setup=user_graph(y_csv="0\n-1\n0\n1\n0\n1\n")),
+    api("load-graph-missing-x", "a user graph without features", "load_graph('graph')", FileNotFoundError,
+        r"dataset folder graph has no x\.csv or x\.npy", setup=user_graph(x_csv=None)),
     api("load-cora-dtype", "an integer dtype", "load_cora(dtype=torch.int64)", TypeError, r"^dtype must be a floating-point torch dtype"),
     api("load-checkpoint-text", "a text file", "load_checkpoint('last.pt')", ValueError, r"^last\.pt is not a complete checkpoint",
         setup=lambda folder: as_text(folder / "last.pt")),
+    api("load-model-missing", "a run that does not exist", "load_model('nowhere')", FileNotFoundError, r"^run nowhere does not exist"),
+    api("load-model-truncated", "a run whose best.pt is truncated", "load_model('run')", ValueError,
+        rf"^{BEST} is not a complete checkpoint .*train the run again", setup=finished_run((BEST, truncate))),
+    api("load-model-two-runs", "a results folder with two runs", "load_model('run')", ValueError,
+        r"^run run holds 2 runs \(run/split0/run0, run/split1/run0\); give one of their folders", setup=two_runs),
+    api("load-model-features", "a graph with other features than the training graph", "load_model('run', graph)", ValueError,
+        r"^data has 3 features per node but the model was trained on 1433", setup=finished_run()),
 ]
 
 CLI_CASES = [
@@ -234,8 +374,8 @@ CLI_CASES = [
     cli("solve-source-weight", "a source weight above 1", "solve --source-weight 1.5", r"source_weight must lie in .*\(set by --source-weight\)"),
     cli("solve-t1", "a negative end time", "solve --t1 -1", r"--t1 must be a positive finite time"),
     cli("solve-n-save-one", "one saved time", "solve --n-save 1", r"--n-save must be at least 2"),
-    cli("solve-n-save-steps", "more saved times than steps", "solve --n-save 100000 --method euler --n-steps 2 --no-reference",
-        r"--n-save 100000 asks for more saved times than the 2 fixed steps"),
+    cli("solve-n-save-steps", "more saved times than steps", "solve --n-save 100 --method euler --n-steps 2 --no-reference",
+        r"--n-save 100 asks for more saved times than the 2 fixed steps"),
     cli("solve-n-save-memory", "saved states that would not fit in memory", "solve --n-save 1000 --method dopri5 --raw-features --no-reference",
         r"--n-save 1000 would keep 1000 states of 2708 x 1433 float64 .*lower --n-save to at most"),
     cli("solve-rtol", "a zero tolerance", "solve --method dopri5 --rtol 0", r"--rtol must be a finite tolerance > 0"),
@@ -249,7 +389,36 @@ CLI_CASES = [
     cli("train-layers", "zero layers", "train --layers 0", r"num_layers must be >= 1 .*--layers"),
     cli("train-tau", "an attention step past Euler's stability region", "train --tau 2", r"tau=2\.0 > 1 .*\(set by --tau\)"),
     cli("train-continuous-gcn", "a continuous GCN", "train --model gcn --depth continuous", r"no continuous-depth form.*--depth"),
-    cli("train-dataset", "unknown dataset", "train --dataset coraa", r"argument --dataset: invalid choice: 'coraa'"),
+    cli("train-dataset", "unknown dataset", "train --dataset coraa",
+        r"dataset \(--dataset\) 'coraa' is neither a built-in dataset \(cora, .*\) nor an existing file or folder"),
+    cli("train-user-label", "a user graph with a label -1", "train --dataset graph", r"^diffusion-pde train: error: graph: y holds the label -1",
+        setup=user_graph(y_csv="0\n1\n-1\n1\n0\n1\n")),
+    cli("train-user-empty-val", "a user graph whose validation mask is empty", "train --dataset graph", r"the fixed split 0: val is empty",
+        setup=user_graph(val_mask_csv="0\n0\n0\n0\n0\n0\n")),
+    cli("train-user-split-kind", "the public split of a user graph", "train --dataset graph --split public",
+        r"split 'public' is not available: dataset 'graph' offers the splits fixed, random \(set by --split\)", setup=user_graph()),
+    cli("train-user-per-class", "more training nodes per class than a user graph's classes hold", "train --dataset graph --train-per-class 5",
+        r"class 0 has only 3 nodes, too few for 5 training nodes per class.*--train-per-class", setup=user_graph(**NO_MASKS)),
+    cli("train-user-root", "--root with a user graph", "train --dataset graph.pt --root emptyroot",
+        r"root \(--root\) is for the built-in datasets.*drop --root", setup=both(saved_graph, empty_raw)),
+    cli("train-user-truncated", "a truncated saved graph", "train --dataset graph.pt", r"dataset file graph\.pt could not be read by torch\.load",
+        setup=both(saved_graph, lambda folder: truncate(folder / "graph.pt"))),
+    cli("train-sizes-fixed", "a split size with a stored split", "train --split public --val-size 100",
+        r"num_val only applies to random splits; the public split is stored .*\(set by --split, --val-size\)"),
+    cli("train-val-size", "a validation share above 1", "train --val-size 1.5",
+        r"num_val must be a count \(int >= 1\) or a fraction in \(0, 1\), got 1\.5 \(set by --val-size\)"),
+    cli("train-val-size-text", "a validation size that is no number", "train --val-size half",
+        r"argument --val-size: invalid count_or_fraction value: 'half'"),
+    cli("train-geom-gcn-embedded", "the geom-gcn splits of the embedded Cora (no download)", "train --split geom-gcn",
+        r"the embedded Cora holds the public split only.*--root DIR"),
+    cli("train-root-empty-raw", "a root whose raw folder is empty (no download)", "train --dataset citeseer --root emptyroot",
+        r"--root emptyroot lacks .*ind\.citeseer.*nothing is downloaded when --root is given", setup=empty_raw),
+    cli("train-solver-flag-discrete", "a solver flag for a discrete model", "train --method dopri5",
+        r"--method sets the integrator of a continuous-depth model, but this difformer_s model is discrete"),
+    cli("train-n-steps-adaptive", "--n-steps with an adaptive method", "train --depth continuous --method dopri5 --n-steps 4",
+        r"--n-steps counts the steps of a fixed-step method, but --method dopri5 is adaptive"),
+    cli("train-rtol-fixed", "--rtol with a fixed-step method", "train --depth continuous --rtol 1e-3",
+        r"--rtol applies to adaptive methods, but --method rk4 takes fixed steps"),
     cli("train-split-kind", "a split the dataset does not offer", "train --split fixed", r"split 'fixed' is not available.*\(set by --split\)"),
     cli("train-split-index", "a second split of the single public split, with --overwrite",
         "train --model gcn --split public --splits 2 --out out --overwrite", r"single split.*--splits 1", setup=earlier_results),
@@ -260,12 +429,26 @@ CLI_CASES = [
         r"--eval-solvers\) needs a continuous-depth model"),
     cli("train-eval-solvers-spec", "an evaluation solver with 0 steps", "train --depth continuous --eval-solvers euler:0",
         r"--eval-solvers\): bad solver spec 'euler:0'"),
-    cli("train-root", "a root without the dataset's files", "train --dataset citeseer --root nowhere",
-        r"no folder nowhere/Planetoid/CiteSeer: root must hold .*--root"),
+    cli("train-eval-solvers-unnamed", "an evaluation solver whose third field has no name",
+        "train --depth continuous --eval-solvers dopri5:1e-5:1e-7", r"--eval-solvers\): bad solver spec 'dopri5:1e-5:1e-7': the third field"),
+    cli("train-root", "a root that does not exist", "train --dataset citeseer --root nowhere",
+        r"root \(--root\) nowhere is not a folder; give the folder holding the PyG raw files"),
     cli("train-device", "a device that is neither CPU nor CUDA", "train --device mps", r"--device 'mps' is not a device here"),
     cli("train-out-exists", "an --out that holds results", "train --out out", r"--out\) out already holds results: pass resume=True \(--resume\)",
         setup=earlier_results),
     cli("train-out-file", "an --out that is a file", "train --out out", r"out \(--out\) out is a file", setup=out_is_a_file),
+    cli("train-out-foreign", "an --out of the user's (holding their data.csv)", "train --out out",
+        r"^(?!.*overwrite).*out \(--out\) out holds files that diffusion-pde did not write", setup=users_folder),
+    cli("train-overwrite-foreign", "--overwrite on a folder diffusion-pde did not create", "train --model mlp --epochs 2 --out out --overwrite",
+        r"^(?!.*overwrite\)).*out holds files that diffusion-pde did not write .*nothing there is touched", setup=users_folder),
+    cli("train-resume-foreign", "--resume on a folder diffusion-pde did not create", "train --out out --resume",
+        r"out holds files that diffusion-pde did not write", setup=users_folder),
+    cli("train-overwrite-cwd", "--overwrite on the current folder", "train --model mlp --epochs 2 --out . --overwrite",
+        r"out \(--out\) \. is the current folder, which overwrite \(--overwrite\) never empties", setup=results_here),
+    cli("train-overwrite-parent", "--overwrite on the folder above the current one", "train --out .. --overwrite",
+        r"out \(--out\) \.\. holds the current folder, which overwrite \(--overwrite\) never empties"),
+    cli("train-out-below-file", "an --out below a file", "train --out notes.txt/run",
+        r"out \(--out\) notes\.txt/run: .*notes\.txt is a file, so no folder can be made below it", setup=a_file("notes.txt")),
     cli("train-resume-and-overwrite", "both --resume and --overwrite", "train --out out --resume --overwrite",
         r"--resume.*--overwrite.*not both", setup=earlier_results),
     cli("train-resume-last-truncated", "--resume, a finished run whose last.pt is truncated", f"train {RUN} --resume",
@@ -282,6 +465,41 @@ CLI_CASES = [
         rf"{RESULT} is not valid JSON \(it is truncated or damaged\); delete it and --resume rebuilds it", setup=finished_run((RESULT, truncate))),
     cli("train-resume-other-settings", "--resume with another learning rate", f"train {RUN} --resume --lr 0.5",
         rf"{LAST} was written with other settings", setup=finished_run()),
+    cli("predict-no-out", "no --out", "predict run", r"the following arguments are required: --out"),
+    cli("predict-missing-run", "a run that does not exist", "predict nowhere --out p.csv", r"run nowhere does not exist"),
+    cli("predict-truncated", "a run whose best.pt is truncated", "predict run --out p.csv",
+        rf"{BEST} is not a complete checkpoint .*train the run again", setup=finished_run((BEST, truncate))),
+    cli("predict-last-foreign", "a checkpoint file of some other program", "predict run/split0/run0/last.pt --out p.csv",
+        rf"{LAST} is not a complete checkpoint \(it lacks", setup=finished_run((LAST, foreign))),
+    cli("predict-two-runs", "a results folder with two runs", "predict run --out p.csv", r"run run holds 2 runs", setup=two_runs),
+    cli("predict-features", "a graph with other features than the training graph", "predict run --dataset graph --out p.csv",
+        r"data has 3 features per node but the model was trained on 1433", setup=both(finished_run(), user_graph())),
+    cli("predict-out-exists", "an --out that exists", "predict run --out p.csv", r"--out p\.csv exists; pass --overwrite",
+        setup=both(finished_run(), a_file("p.csv"))),
+    cli("predict-overwrite-foreign", "--overwrite on a file diffusion-pde did not write", "predict run --out data.csv --overwrite",
+        r"--out data\.csv exists and was not written by diffusion-pde .* not replaced even with --overwrite",
+        setup=both(finished_run(), a_file("data.csv", "a,b\n1,2\n"))),
+    cli("predict-out-folder", "an --out in a missing folder", "predict run --out nodir/p.csv", r"--out nodir/p\.csv: there is no folder nodir",
+        setup=finished_run()),
+    cli("predict-root-alone", "--root without --dataset", "predict run --root emptyroot --out p.csv", r"--root goes with --dataset NAME",
+        setup=both(finished_run(), empty_raw)),
+    cli("predict-dataset", "unknown dataset", "predict run --dataset coraa --out p.csv",
+        r"'coraa' is neither a built-in dataset .* nor an existing file or folder", setup=finished_run()),
+    cli("predict-device", "a device that is neither CPU nor CUDA", "predict run --out p.csv --device mps",
+        r"--device 'mps' is not a device here", setup=finished_run()),
+    cli("solve-dataset", "a graph that does not exist", "solve --dataset nowhere", r"--dataset 'nowhere' is neither cora \(embedded\) nor an existing"),
+    cli("solve-user-raw-features", "--raw-features with a user graph", "solve --dataset graph --raw-features",
+        r"--raw-features keeps the embedded cora's 0/1 features.*drop --raw-features", setup=user_graph()),
+    cli("solve-fixed-steps", "a fixed-step grid of a million steps", "solve --n-steps 1000000",
+        r"--n-steps 1000000 asks for 1,000,000 fixed steps; the most is 100,000"),
+    cli("solve-dt-steps", "a step size giving ten million steps", "solve --dt 1e-7 --method rk4",
+        r"--dt 1e-07 asks for 20,000,000 fixed steps"),
+    cli("solve-n-save-count", "more saved times than the report holds", "solve --method dopri5 --n-save 20000 --no-reference",
+        r"--n-save 20000 is more saved times than the 10,000"),
+    cli("solve-reference-memory", "the dense expm reference on an 8,000-node graph", "solve --dataset big --method euler",
+        r"exact reference \(scipy expm of the dense 8000 x 8000 matrix\) would take about 2\.4 GiB.*--no-reference", setup=large_graph),
+    cli("solve-plot-exists", "a --plot file that exists", "solve --plot energy.png", r"--plot energy\.png exists; pass --overwrite",
+        setup=a_file("energy.png")),
     cli("sweep-taus", "an attention step past Euler's stability region", "sweep --taus 2", r"tau=2\.0 > 1 .*\(set by --taus\)"),
     cli("sweep-depths", "zero layers", "sweep --depths 0", r"num_layers must be >= 1 .*--depths"),
     cli("sweep-source-weights", "a source weight of 1", "sweep --source-weights 1", r"source_weight must lie in \[0, 1\).*--source-weights"),
@@ -289,6 +507,10 @@ CLI_CASES = [
     cli("sweep-out-exists", "an --out that holds results", "sweep --out out", r"--out\) out already holds results", setup=earlier_results),
     cli("sweep-overwrite-bad-tau", "--overwrite with a zero step", "sweep --out out --overwrite --taus 0", r"tau must be a finite step size > 0.*--taus",
         setup=earlier_results),
+    cli("sweep-overwrite-foreign", "--overwrite on a folder diffusion-pde did not create", "sweep --out out --overwrite",
+        r"^(?!.*overwrite\)).*out holds files that diffusion-pde did not write", setup=users_folder),
+    cli("sweep-dataset", "unknown dataset", "sweep --dataset nowhere", r"'nowhere' is neither a built-in dataset"),
+    cli("sweep-solver-flag-discrete", "a solver flag for a discrete model", "sweep --t1 2", r"--t1 sets the integrator of a continuous-depth model"),
     cli("check-select", "a selection that matches no check", "check --select no-such-check", r"--select 'no-such-check' matches no check"),
     cli("check-unknown-flag", "an unknown flag", "check --fast", r"unrecognized arguments: --fast"),
 ]
@@ -307,7 +529,8 @@ def namespace() -> dict[str, Any]:
         "z": torch.rand(4, 3), "graph": Data(x=torch.rand(4, 3), edge_index=ei, y=torch.tensor([0, 1, 0, 1])),
         "ModelConfig": ModelConfig, "TrainConfig": TrainConfig, "build_model": build_model, "resolve": resolve,
         "parse_solver": parse_solver, "run_experiment": run_experiment, "load_dataset": load_dataset,
-        "random_split": random_split, "load_cora": load_cora, "load_checkpoint": load_checkpoint,
+        "random_split": random_split, "load_cora": load_cora, "load_checkpoint": load_checkpoint, "Split": Split,
+        "load_graph": load_graph, "load_model": load_model,
     }
 
 
@@ -342,6 +565,8 @@ def run_case(case: Case, folder: Path) -> tuple[str, str]:
         case.setup(folder)
     before = snapshot(folder)
     with contextlib.ExitStack() as stack:
+        cache = stack.enter_context(tempfile.TemporaryDirectory(prefix="error-table-cache-"))
+        stack.enter_context(mock.patch.dict(os.environ, {"DIFFUSION_PDE_CACHE": cache}))
         stack.enter_context(working_folder(folder))
         stack.enter_context(warnings.catch_warnings())
         warnings.simplefilter("ignore")
@@ -369,8 +594,9 @@ HEADER = """# Errors for bad input
 
 Every row is a bad input, the error it raises and the test that checks it. Each error names the
 argument and the fix, comes before any work starts (the test replaces the functions that train,
-integrate, run checks or delete files by ones that fail it) and leaves every file as it was (the
-test compares the working folder's files before and after). A command-line error is one line on
+integrate, predict, run checks or delete files by ones that fail it) and leaves every file as it
+was: none is deleted, truncated or added (the test compares the working folder's files before and
+after). A command-line error is one line on
 stderr, `diffusion-pde COMMAND: error: ...`, with exit code 2 and no traceback; errors raised once
 the work has started are failures of the work and keep their traceback, except a training run
 stopped by a NaN or Inf (`diffusion_pde.training.NonFiniteError`, naming the split, run, epoch and
@@ -386,14 +612,17 @@ API_INTRO = """
 In the inputs: `ei = torch.tensor([[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]])` (the path 0-1-2-3),
 `S = dp.diffusivity("gcn", edge_index=ei, num_nodes=4)`, `field = dp.DiffusionField(S)`,
 `z = torch.rand(4, 3)` and `graph = Data(x=torch.rand(4, 3), edge_index=ei, y=torch.tensor([0, 1, 0, 1]))`,
-with `import torch, solvers, diffusion_pde as dp`; paths are relative to the working folder.
+with `import torch, solvers, diffusion_pde as dp`; paths are relative to the working folder. `out`
+is a results folder of ours (it holds the `.diffusion-pde-run` marker) or, where said, a folder
+of the user's; `graph` (as a path) is a folder with a 6-node user graph in CSV files; `run` is a
+finished `train` run (see below).
 """
 
 CLI_INTRO = """
 ## Command line
 
-The finished run used by the `--resume` rows was made with `diffusion-pde train {run}`; paths are
-relative to the working folder.
+The finished run used by the `--resume` and `predict` rows was made with `diffusion-pde train
+{run}`; paths are relative to the working folder, as in the Python rows.
 """.format(run=RUN)
 
 TABLE = "| input | what is wrong | raises | message | test |\n|---|---|---|---|---|\n"
@@ -430,5 +659,5 @@ def test_the_doc_holds_exactly_the_cases() -> None:
 
 def test_case_ids_are_unique_and_every_command_is_covered() -> None:
     assert len({case.id for case in CASES}) == len(CASES)
-    assert {"solve", "train", "sweep", "check"} <= {case.call[0] for case in CLI_CASES if case.call}
-    assert len(CASES) >= 40
+    assert {"solve", "train", "predict", "sweep", "check"} <= {case.call[0] for case in CLI_CASES if case.call}
+    assert len(CASES) >= 60

@@ -178,3 +178,14 @@ def test_a_class_without_training_nodes_warns() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # every class has a training node: no warning
         validate_split(_split([0, 1, 2], [3], [4]), data)
+
+
+def test_a_graph_to_predict_on_needs_no_labels_and_keeps_one_feature_column(tmp_path: Path) -> None:
+    folder = _write_csv(tmp_path / "g", masks=False)
+    (folder / "y.csv").unlink()
+    (folder / "x.csv").write_text("0.5\n1\n2\n3\n")                   # one feature per node: still [N, 1]
+    with pytest.raises(FileNotFoundError, match=r"no y\.csv or y\.npy"):
+        load_graph(folder)
+    data = load_graph(folder, require_labels=False)
+    assert data.x.shape == (4, 1) and data.y is None and "num_classes" not in data
+    assert data.source == {"kind": "file", "path": str(folder.resolve())}

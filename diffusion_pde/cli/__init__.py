@@ -2,28 +2,31 @@
 
 Exit codes: 0 success, 1 a failed check (``check``), 2 a usage error (a bad argument, found before
 any work started) or a training run stopped by a NaN/Inf, each printed as one line; 130 Ctrl-C.
-Any other error is a failure of the work itself and keeps its traceback.
+Any other error is a failure of the work itself and keeps its traceback. Warnings (e.g. a class
+without training nodes) are one line each, ``diffusion-pde COMMAND: warning: ...``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from typing import Sequence
 
 from ..training import NonFiniteError
-from . import check, solve, sweep, train
+from . import check, predict, solve, sweep, train
 from ._common import Parser, UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="diffusion-pde",
-        description="Energy-constrained diffusion (DIFFormer) as ODE integration: solve, train and check.",
+        description="Energy-constrained diffusion (DIFFormer) as ODE integration: solve, train, predict and check.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     solve.add_parser(commands)
     train.add_parser(commands)
+    predict.add_parser(commands)
     sweep.add_parser(commands)
     check.add_parser(commands)
     return parser
@@ -32,8 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+
+    def one_line(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        print(f"diffusion-pde {args.command}: warning: {' '.join(str(message).splitlines())}", file=sys.stderr)
+
     try:
-        return int(args.run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line
+            return int(args.run(args) or 0)
     except (UsageError, NonFiniteError) as err:
         parser.exit(2, f"diffusion-pde {args.command}: error: {' '.join(str(err).splitlines())}\n")
     except KeyboardInterrupt:

@@ -1,8 +1,9 @@
 """Helpers shared by the subcommands: argument errors, devices, dtypes, progress bars, output.
 
 A subcommand checks its arguments before it starts any work, inside :func:`usage_errors`; what
-fails there is a :class:`UsageError`, which ``main`` prints as one line with exit code 2. Errors
-raised once the work has started are not usage errors: they keep their traceback.
+fails there (a bad value, a missing or unreadable file, a damaged checkpoint, an unavailable
+device or dataset) is a :class:`UsageError`, which ``main`` prints as one line with exit code 2.
+Errors raised once the work has started are not usage errors: they keep their traceback.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any, Iterator, Mapping
 
 import torch
 from tqdm.auto import tqdm
+
+from ..training.outputs import check_output_file
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -33,6 +36,27 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps descriptions as written and ends a flag's help with its default, unless the help
+    already states it or there is none to state (None: the help says what decides; an off switch)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text, default = action.help or "", action.default
+        if "default" in text or not action.option_strings or any(default is nothing for nothing in (None, False, argparse.SUPPRESS)) \
+                or default in ((), []):
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else "%(default)s"
+        return f"{text} (default: {shown})"
+
+
+def count_or_fraction(text: str) -> int | float:
+    """A size on the command line: a count (``500``) or a fraction (``0.5``)."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
 def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
     """Setting name (argparse ``dest``) → the command-line flag that sets it."""
     return {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings and a.dest != "help"}
@@ -40,22 +64,27 @@ def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
 
 def _named_flags(message: str, flags: Mapping[str, str]) -> list[str]:
     """The flags whose setting ``message`` is about: a name at its start, written ``name=``, or
-    (names with an underscore, which are no English words) anywhere."""
-    return [flag for dest, flag in flags.items() if flag not in message and re.search(
+    (names with an underscore, which are no English words) anywhere; none when the message
+    already names a flag itself."""
+    if any(flag in message for flag in flags.values()):
+        return []
+    return [flag for dest, flag in flags.items() if re.search(
         rf"^{dest}\b|\b{dest}=" + (rf"|\b{dest}\b" if "_" in dest else ""), message)]
 
 
 @contextmanager
 def usage_errors(flags: Mapping[str, str] | None = None) -> Iterator[None]:
-    """Checks before any work: a ValueError, TypeError or FileNotFoundError raised inside is a
-    bad argument and leaves as a :class:`UsageError` (the original is its ``__cause__``), its
-    message completed with the command-line ``flags`` of the settings it names."""
+    """Checks before any work: a ValueError, TypeError or OSError (a file missing, unreadable or
+    in the way) raised inside is a bad argument and leaves as a :class:`UsageError` (the original
+    is its ``__cause__``), its message completed with the command-line ``flags`` of the settings
+    it names."""
     try:
         yield
     except UsageError:
         raise
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        message = str(err)
+    except (ValueError, TypeError, OSError) as err:
+        message = str(err) if not isinstance(err, OSError) or err.filename is None else \
+            f"{err.filename}: {err.strerror or err}"
         named = _named_flags(message, flags or {})
         raise UsageError(f"{message} (set by {', '.join(named)})" if named else message) from err
 
@@ -78,20 +107,16 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def check_figure_path(path: str, flag: str) -> Path:
-    """A figure the command will write at the end: its folder must exist and matplotlib must know
-    the format its suffix names, so that a typo fails before the work, not after it."""
+def check_figure_path(path: str, flag: str, overwrite: bool) -> Path:
+    """A figure the command will write at the end: matplotlib must know the format its suffix
+    names, and it must be a file we may write (:func:`~diffusion_pde.training.outputs.
+    check_output_file`), so that a typo fails before the work, not after it."""
     from matplotlib.backend_bases import FigureCanvasBase
 
-    target = Path(path)
     formats = FigureCanvasBase.get_supported_filetypes()
-    if target.suffix[1:].lower() not in formats:
+    if Path(path).suffix[1:].lower() not in formats:
         raise ValueError(f"{flag} {path}: the suffix must name an image format ({', '.join(sorted(formats))}), e.g. .png")
-    if not target.parent.is_dir():
-        raise ValueError(f"{flag} {path}: there is no folder {target.parent}; create it or choose another path")
-    if target.is_dir():
-        raise ValueError(f"{flag} {path} is a folder; give a file name such as {target / 'plot.png'}")
-    return target
+    return check_output_file(path, flag, overwrite)
 
 
 def time_progress(total: float, description: str, quiet: bool) -> tqdm:

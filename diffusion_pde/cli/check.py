@@ -13,16 +13,16 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ._common import UsageError, print_json
+from ._common import HelpFormatter, UsageError, print_json
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("check", help="run the executable checks of the theory (energy descent, "
                             "correspondences, structure, solver order)", description=__doc__,
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=HelpFormatter)
     p.add_argument("--thorough", action="store_true", help="many more hypothesis examples per property (slower)")
     p.add_argument("--select", default=None, metavar="TEXT",
-                   help="run only the checks whose name contains TEXT, or whose section equals it")
+                   help="run only the checks whose name contains TEXT, or whose section equals it (default: all)")
     p.add_argument("--list", action="store_true", help="list the checks and exit")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.add_argument("--verbose", action="store_true", help="print the details (counterexamples, derivations) of each check")

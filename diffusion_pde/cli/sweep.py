@@ -21,29 +21,31 @@ from typing import Any
 
 import torch
 
-from ..data import load_dataset
 from ..diffusivities import diffusivity_for
 from ..energies import normalised_dirichlet_energy
 from ..models import NodeClassifier, build_model
 from ..training import prepare_experiment
 from ..training.checkpoint import save_figure_atomic, write_json_atomic
-from ..training.experiment import check_out
-from ._common import flag_names, format_table, print_json, resolve_device, usage_errors
-from .train import add_model_arguments, default_split, settings_from_args
+from ..training.outputs import check_out, make_results_folder, remove_results
+from ._common import HelpFormatter, flag_names, format_table, print_json, resolve_device, usage_errors
+from .train import SIZE_FLAGS, add_model_arguments, settings_from_args
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("sweep", help="accuracy and Dirichlet energy versus depth, step and source term",
-                            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                            description=__doc__, formatter_class=HelpFormatter)
     add_model_arguments(p)
     g = p.add_argument_group("sweep")
     g.add_argument("--depths", nargs="+", type=int, default=[2, 4, 8, 16, 32, 64], help="numbers of layers L")
     g.add_argument("--taus", nargs="+", type=float, default=[0.1, 0.25, 0.5, 0.8], help="Euler steps tau")
     g.add_argument("--source-weights", nargs="+", type=float, default=[0.0, 0.1], metavar="MU",
                    help="source weights mu (0 = no source term)")
-    g.add_argument("--out", default="runs/sweep", metavar="DIR", help="results, checkpoints and plots")
+    g.add_argument("--out", default="runs/sweep", metavar="DIR",
+                   help="results, checkpoints and plots; a new or empty folder, or one of our results folders")
     g.add_argument("--resume", action="store_true", help="skip finished configurations, continue interrupted ones")
-    g.add_argument("--overwrite", action="store_true", help="delete --out first")
+    g.add_argument("--overwrite", action="store_true",
+                   help="start over: first delete the files diffusion-pde wrote in --out (only those; a folder without "
+                        "its .diffusion-pde-run marker, the current and the home folder are refused)")
     g.add_argument("--plot", action="store_true", help="save sweep.png (accuracy and energy versus depth) in --out")
     g.add_argument("--json", action="store_true", help="print the results as JSON")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -64,17 +66,19 @@ def run(args: argparse.Namespace) -> int:
     with usage_errors(args.flags):
         settings = [settings_from_args(args, num_layers=depth, tau=tau, source_weight=mu) for mu, tau, depth in grid]
         device = resolve_device(args.device)
-        split = args.split or default_split(args.dataset)
         out = Path(args.out)
         check_out(out, args.resume, args.overwrite)
-        data = load_dataset(args.dataset, root=args.root, geom_gcn=split == "geom-gcn").to(device)
-        experiments = [prepare_experiment(
-            data, model_config, train_config, split=split, splits=args.splits, runs=args.runs,
-            first_split=args.first_split, seed=args.seed, device=device, out=out / f"L{depth}-tau{tau:g}-mu{mu:g}",
-            resume=args.resume, overwrite=not args.resume) for (mu, tau, depth), (model_config, train_config) in zip(grid, settings)]
-    if args.overwrite and out.exists():
-        import shutil
-        shutil.rmtree(out)
+        experiments = []
+        for (mu, tau, depth), (model_config, train_config) in zip(grid, settings):  # the data is loaded once, by the first
+            experiments.append(prepare_experiment(
+                experiments[0].data if experiments else args.dataset, model_config, train_config, split=args.split,
+                splits=args.splits, runs=args.runs, first_split=args.first_split, seed=args.seed, root=args.root,
+                device=device, out=out / f"L{depth}-tau{tau:g}-mu{mu:g}", resume=args.resume, overwrite=not args.resume,
+                **{name: getattr(args, name) for name in SIZE_FLAGS}))
+        data, split = experiments[0].data, experiments[0].split
+    if args.overwrite:
+        remove_results(out)
+    make_results_folder(out)
     graph_operator = diffusivity_for("random_walk", graph=data).to(device)
     rows: list[dict[str, Any]] = []
     for number, ((mu, tau, depth), experiment) in enumerate(zip(grid, experiments), 1):

@@ -1,105 +1,181 @@
 """``diffusion-pde train``: train a DIFFormer model or an MPNN baseline on a node-classification
-dataset over several splits and initialisations; report the test score (accuracy, or ROC-AUC on
-two-class graphs) at the best validation epoch as mean ± std, with checkpoints, resume, JSON/CSV metrics and plots."""
+dataset (built in, or your own graph) over several splits and initialisations; report the test
+score (accuracy, or ROC-AUC on two-class graphs) at the best validation epoch as mean ± std, with
+checkpoints, resume, JSON/CSV metrics and plots. ``diffusion-pde predict`` uses the trained model."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import solvers
 
-from ..data import SPLIT_KINDS, available_datasets
-from ..models import MODELS
+from ..data import DATASETS, SPLIT_KINDS, available_datasets
+from ..models import MODELS, ModelConfig
 from ..models.config import QK_NORMS
-from ..training import PRESETS, prepare_experiment, resolve
+from ..training import MODEL_DEFAULTS, PRESETS, TrainConfig, prepare_experiment, resolve
+from ..training.config import DATASET_DEFAULTS
 from ..training.metrics import METRIC_LABELS, METRICS
 from ..training.plots import plot_attention, plot_learning_curves
-from ._common import flag_names, print_json, resolve_device, usage_errors
+from ._common import HelpFormatter, count_or_fraction, flag_names, print_json, resolve_device, usage_errors
+
+_FIELD_DEFAULTS = {f.name: f.default for config in (ModelConfig, TrainConfig) for f in dataclasses.fields(config)}
+_SHOWN = {None: "none", True: "on", False: "off"}
+
+
+def _shown(value: Any) -> str:
+    return _SHOWN[value] if value is None or isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def setting_default(name: str) -> str:
+    """The real default of setting ``name`` before a preset, per model (from :data:`MODEL_DEFAULTS`)
+    and per dataset (the dataset defaults), the default model's value first."""
+    by_value: dict[str, list[str]] = {}
+    for model in MODELS:
+        by_value.setdefault(_shown(MODEL_DEFAULTS[model].get(name, _FIELD_DEFAULTS[name])), []).append(model)
+    if len(by_value) == 1:
+        by_value = {value: [] for value in by_value}
+    for dataset, settings in DATASET_DEFAULTS.items():
+        if name in settings:
+            by_value.setdefault(_shown(settings[name]), []).append(dataset)
+    return "default: " + "; ".join(value + (f" for {', '.join(users)}" if users else "") for value, users in by_value.items())
+
+
+def _setting(group: argparse._ArgumentGroup, flag: str, help: str, **kwargs: Any) -> None:
+    """A flag for a model/training setting (None on the command line = not given), its help
+    ending with the setting's real default."""
+    action = group.add_argument(flag, default=None, help=help, **kwargs)
+    action.help = f"{help} ({setting_default(action.dest)})"
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    """Model and optimisation flags shared by ``train`` and ``sweep`` (None = preset/default)."""
-    p.add_argument("--dataset", default="cora", choices=available_datasets(),
-                   help="cora is embedded (offline); the others are read from --root")
+    """Model, data and optimisation flags shared by ``train`` and ``sweep``."""
+    p.add_argument("--dataset", default="cora", metavar="NAME|PATH",
+                   help=f"a built-in dataset ({', '.join(available_datasets())}; cora is embedded, the others are read "
+                        "from --root) or your own graph: a saved torch_geometric Data (.pt) or a folder with edge_index, "
+                        "x, y [and train/val/test_mask] as .csv or .npy files (see docs/training.md)")
     p.add_argument("--root", default=None, metavar="DIR",
-                   help="folder with the PyG raw files (<root>/Planetoid/CiteSeer/raw/..., e.g. ../shared/data); "
-                        "only read, copied to the cache first; omit to download")
-    p.add_argument("--model", default="difformer_s", choices=MODELS)
-    p.add_argument("--depth", default=None, choices=("discrete", "continuous"),
-                   help="discrete: --layers Euler layers with own weights; continuous: one field integrated over [0, --t1]")
+                   help="built-in datasets: folder with the PyG raw files (<root>/Planetoid/CiteSeer/raw/..., e.g. "
+                        "../shared/data); only read, copied to the cache first; nothing is downloaded when it is given "
+                        "(default: download into the cache)")
+    p.add_argument("--model", default="difformer_s", choices=MODELS, help="the propagation rule")
+    _setting(p, "--depth", "discrete: --layers Euler layers with own weights; continuous: one field integrated over "
+                           "[0, --t1] with the solver flags below", choices=("discrete", "continuous"))
     p.add_argument("--preset", default=None, choices=PRESETS,
-                   help="paper: the DIFFormer authors' settings for Cora/CiteSeer (explicit flags still win)")
-    m = p.add_argument_group("model (defaults: the model's usual settings, see docs/training.md)")
-    m.add_argument("--layers", dest="num_layers", type=int, default=None, help="number of layers L (SGC/APPNP: K steps)")
-    m.add_argument("--hidden", type=int, default=None, help="hidden width")
-    m.add_argument("--heads", type=int, default=None, help="attention heads")
-    m.add_argument("--tau", type=float, default=None, help="Euler step of a discrete layer: Z <- (1-tau) Z + tau P(Z)")
-    m.add_argument("--dropout", type=float, default=None)
-    m.add_argument("--input-dropout", type=float, default=None,
-                   help="attention models and mlp: dropout on the input features, before the encoder")
-    m.add_argument("--graph", dest="use_graph", action=argparse.BooleanOptionalAction, default=None,
-                   help="add the input graph's GCN term to the attention")
-    m.add_argument("--graph-weight", type=float, default=None, metavar="W",
-                   help="mix the graph term with weight W in (0,1) instead of summing it")
-    m.add_argument("--source-weight", type=float, default=None, metavar="MU", help="source term mu (Z0 - Z), mu in [0,1)")
-    m.add_argument("--qk-norm", default=None, choices=QK_NORMS,
-                   help="row: per-node unit q, k (the paper); global: one Frobenius norm (the authors' code)")
-    m.add_argument("--value-proj", action=argparse.BooleanOptionalAction, default=None, help="per-layer value projection W_v")
-    m.add_argument("--layer-norm", action=argparse.BooleanOptionalAction, default=None, help="LayerNorm after encoder and layers")
-    m.add_argument("--method", default=None, choices=solvers.available_methods(), help="continuous depth: integrator")
-    m.add_argument("--t1", type=float, default=None, metavar="T", help="continuous depth: integration time T")
-    m.add_argument("--n-steps", type=int, default=None, help="continuous depth, fixed-step methods: steps over [0, T]")
-    m.add_argument("--rtol", type=float, default=None, help="continuous depth, adaptive methods")
-    m.add_argument("--atol", type=float, default=None, help="continuous depth, adaptive methods")
-    m.add_argument("--adjoint", action="store_true", default=None, help="continuous depth, adaptive methods: adjoint gradients")
+                   help="paper: the DIFFormer authors' settings for Cora/CiteSeer, replacing the defaults below "
+                        "(explicit flags still win; default: no preset)")
+    m = p.add_argument_group("model (defaults: the model's usual settings, see docs/training.md; --preset paper "
+                             "replaces them)")
+    _setting(m, "--layers", "number of layers L (SGC/APPNP: K steps)", dest="num_layers", type=int)
+    _setting(m, "--hidden", "hidden width", type=int)
+    _setting(m, "--heads", "attention heads", type=int)
+    _setting(m, "--tau", "Euler step of a discrete layer: Z <- (1-tau) Z + tau P(Z)", type=float)
+    _setting(m, "--dropout", "dropout rate (where each model applies it: docs/training.md)", type=float)
+    _setting(m, "--input-dropout", "attention models and mlp: dropout on the input features, before the encoder",
+             type=float)
+    _setting(m, "--graph", "add the input graph's GCN term to the attention", dest="use_graph",
+             action=argparse.BooleanOptionalAction)
+    _setting(m, "--graph-weight", "mix the graph term with weight W in (0,1) instead of summing it (none: summed)",
+             type=float, metavar="W")
+    _setting(m, "--source-weight", "source term mu (Z0 - Z), mu in [0,1)", type=float, metavar="MU")
+    _setting(m, "--qk-norm", "row: per-node unit q, k (the paper); global: one Frobenius norm (the authors' code)",
+             choices=QK_NORMS)
+    _setting(m, "--value-proj", "per-layer value projection W_v", action=argparse.BooleanOptionalAction)
+    _setting(m, "--layer-norm", "LayerNorm after encoder and layers", action=argparse.BooleanOptionalAction)
+    c = p.add_argument_group("continuous depth (only with --depth continuous)")
+    _setting(c, "--method", "integrator", choices=solvers.available_methods())
+    _setting(c, "--t1", "integration time T", type=float, metavar="T")
+    _setting(c, "--n-steps", "fixed-step methods: steps over [0, T]", type=int)
+    _setting(c, "--rtol", "adaptive methods: relative tolerance", type=float)
+    _setting(c, "--atol", "adaptive methods: absolute tolerance", type=float)
+    _setting(c, "--adjoint", "adaptive methods: gradients by the adjoint method", action="store_true")
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=None)
-    t.add_argument("--lr", type=float, default=None)
-    t.add_argument("--weight-decay", type=float, default=None)
-    t.add_argument("--patience", type=int, default=None, help="stop after this many epochs without a better validation score")
-    t.add_argument("--metric", choices=METRICS, default=None,
-                   help="the score that picks the epoch and is reported (default: roc_auc on minesweeper and tolokers, "
-                        "accuracy elsewhere)")
-    t.add_argument("--checkpoint-every", type=int, default=None, help="write last.pt every this many epochs")
-    t.add_argument("--split", default=None, choices=SPLIT_KINDS,
-                   help="random (20 per class, 500 val, 1000 test; default for cora/citeseer/pubmed), public, "
-                        "geom-gcn (10 fixed 60/20/20 splits; default elsewhere) or fixed")
-    t.add_argument("--splits", type=int, default=1, help="number of splits K (random: split seeds F..F+K-1)")
-    t.add_argument("--first-split", type=int, default=0, metavar="F",
+    _setting(t, "--epochs", "the most epochs", type=int)
+    _setting(t, "--lr", "Adam's learning rate", type=float)
+    _setting(t, "--weight-decay", "Adam's (L2) weight decay", type=float)
+    _setting(t, "--patience", "stop after this many epochs without a better validation score (none: never)", type=int)
+    _setting(t, "--metric", "the score that picks the epoch and is reported", choices=METRICS)
+    _setting(t, "--checkpoint-every", "write last.pt every this many epochs", type=int)
+    s = p.add_argument_group("splits")
+    s.add_argument("--split", default=None, choices=SPLIT_KINDS,
+                   help="random (training nodes per class, then validation and test nodes), public (Planetoid), "
+                        "geom-gcn (10 fixed 60/20/20 splits) or fixed (the splits stored with the data: "
+                        "minesweeper/tolokers, or the masks of your own graph) (default: random on cora, citeseer, "
+                        "pubmed; fixed on minesweeper, tolokers and on your own graph when it has masks, else random; "
+                        "geom-gcn elsewhere)")
+    s.add_argument("--train-per-class", dest="per_class", type=int, default=None, metavar="N",
+                   help="random splits: training nodes per class (default: 20 on built-in datasets, as in the paper; "
+                        "on your own graph min(20, half the smallest class))")
+    s.add_argument("--val-size", dest="num_val", type=count_or_fraction, default=None, metavar="N|FRACTION",
+                   help="random splits: validation nodes, a count or a fraction of the nodes left after the training "
+                        "nodes (default: 500 on built-in datasets; 0.5 on your own graph)")
+    s.add_argument("--test-size", dest="num_test", type=count_or_fraction, default=None, metavar="N|FRACTION",
+                   help="random splits: test nodes, as --val-size (default: 1000 on built-in datasets; 0.5 on your own "
+                        "graph)")
+    s.add_argument("--splits", type=int, default=1, help="number of splits K (random: split seeds F..F+K-1)")
+    s.add_argument("--first-split", type=int, default=0, metavar="F",
                    help="index of the first split; e.g. tune on --first-split 10, report on 0..K-1")
-    t.add_argument("--runs", type=int, default=1, help="initialisations R per split")
-    t.add_argument("--seed", type=int, default=0, help="run r on split s uses torch seed SEED + 1000 s + r")
-    t.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    s.add_argument("--runs", type=int, default=1, help="initialisations R per split")
+    s.add_argument("--seed", type=int, default=0, help="run r on split s uses torch seed SEED + 1000 s + r")
+    s.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (CUDA when available)")
 
 
 SETTING_FLAGS = ("depth", "num_layers", "hidden", "heads", "tau", "dropout", "input_dropout", "use_graph", "graph_weight", "source_weight",
                  "qk_norm", "value_proj", "layer_norm", "method", "t1", "n_steps", "rtol", "atol", "adjoint", "epochs",
                  "lr", "weight_decay", "patience", "checkpoint_every", "metric")
+SOLVER_FLAGS = {"method": "--method", "t1": "--t1", "n_steps": "--n-steps", "rtol": "--rtol", "atol": "--atol",
+                "adjoint": "--adjoint"}
+SIZE_FLAGS = ("per_class", "num_val", "num_test")
 
 
-def settings_from_args(args: argparse.Namespace, **changes: Any):
-    """(ModelConfig, TrainConfig) from the flags, the preset and the model's defaults."""
+def settings_from_args(args: argparse.Namespace, **changes: Any) -> tuple[ModelConfig, TrainConfig]:
+    """(ModelConfig, TrainConfig) from the flags, the preset and the model's defaults; solver
+    flags that the model would ignore are refused."""
     overrides = {name: getattr(args, name) for name in SETTING_FLAGS}
     overrides.update(changes)
-    return resolve(args.dataset, args.model, args.preset, **overrides)
+    model_config, train_config = resolve(args.dataset, args.model, args.preset, **overrides)
+    given = [flag for name, flag in SOLVER_FLAGS.items() if getattr(args, name) is not None]
+    if given and model_config.depth != "continuous":
+        raise ValueError(f"{', '.join(given)} set{'s' if len(given) == 1 else ''} the integrator of a continuous-depth "
+                         f"model, but this {model_config.model} model is discrete: add --depth continuous or drop "
+                         f"{', '.join(given)}")
+    if model_config.is_adaptive and args.n_steps is not None:
+        raise ValueError(f"--n-steps counts the steps of a fixed-step method, but --method {model_config.method} is "
+                         "adaptive (its steps follow --rtol/--atol): drop --n-steps or choose a fixed-step method")
+    fixed_only = [flag for name, flag in SOLVER_FLAGS.items() if name in ("rtol", "atol") and getattr(args, name) is not None]
+    if not model_config.is_adaptive and fixed_only:
+        raise ValueError(f"{', '.join(fixed_only)} appl{'ies' if len(fixed_only) == 1 else 'y'} to adaptive methods, but "
+                         f"--method {model_config.method} takes fixed steps (--n-steps): drop "
+                         f"{'it' if len(fixed_only) == 1 else 'them'} or choose an adaptive method such as dopri5")
+    return model_config, train_config
 
 
-def default_split(dataset: str) -> str:
-    return "random" if dataset in ("cora", "citeseer", "pubmed") else ("fixed" if dataset in ("minesweeper", "tolokers") else "geom-gcn")
+def dataset_key(dataset: str) -> str:
+    """``dataset`` as a short name (for the default ``--out``): a built-in name as it is, a path by
+    its file or folder name."""
+    if dataset in DATASETS:
+        return dataset
+    path = Path(dataset).resolve()
+    return path.stem if path.suffix in (".pt", ".pth") else path.name
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("train", help="train a DIFFormer model or a baseline on node classification",
-                            description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            description=__doc__, formatter_class=HelpFormatter)
     add_model_arguments(p)
     o = p.add_argument_group("output")
-    o.add_argument("--out", default=None, metavar="DIR", help="results and checkpoints (default runs/DATASET-MODEL-DEPTH)")
+    o.add_argument("--out", default=None, metavar="DIR",
+                   help="results and checkpoints; a new or empty folder, or one of our results folders (default: "
+                        "runs/DATASET-MODEL-DEPTH)")
     o.add_argument("--resume", action="store_true", help="continue the runs in --out from their last checkpoints")
-    o.add_argument("--overwrite", action="store_true", help="delete --out first")
+    o.add_argument("--overwrite", action="store_true",
+                   help="start over: first delete the files diffusion-pde wrote in --out (only those; a folder without "
+                        "its .diffusion-pde-run marker, the current and the home folder are refused)")
     o.add_argument("--eval-solvers", nargs="+", default=(), metavar="SPEC",
-                   help="continuous depth: also evaluate the trained weights with other solvers, e.g. euler:4 euler:32 dopri5")
+                   help="continuous depth: also evaluate the trained weights with other solvers, e.g. euler:4 "
+                        "dopri5 dopri5:rtol=1e-6:atol=1e-8 (fields after the second are named)")
     o.add_argument("--plot", action="store_true", help="save curves.png (and attention.png for attention models) in --out")
     o.add_argument("--json", action="store_true", help="print the results as JSON")
     o.add_argument("--quiet", action="store_true", help="no progress bars or per-run lines")
@@ -109,28 +185,30 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     with usage_errors(args.flags):
         model_config, train_config = settings_from_args(args)
-        split = args.split or default_split(args.dataset)
         device = resolve_device(args.device)
-        out = Path(args.out) if args.out else Path("runs") / f"{args.dataset}-{args.model}-{model_config.depth}"
+        out = Path(args.out) if args.out else Path("runs") / f"{dataset_key(args.dataset)}-{args.model}-{model_config.depth}"
         experiment = prepare_experiment(
-            args.dataset, model_config, train_config, split=split, splits=args.splits, runs=args.runs,
+            args.dataset, model_config, train_config, split=args.split, splits=args.splits, runs=args.runs,
             first_split=args.first_split, seed=args.seed, root=args.root, device=device, out=out, resume=args.resume,
             overwrite=args.overwrite, eval_solvers=args.eval_solvers,
+            **{name: getattr(args, name) for name in SIZE_FLAGS},
         )
+    data, first = experiment.data, next(iter(experiment.node_splits.values()))
     log = (lambda line: None) if (args.quiet or args.json) else print
-    log(f"{args.dataset}: {args.model} ({model_config.describe()}), {train_config.epochs} epochs, lr {train_config.lr}, "
-        f"weight decay {train_config.weight_decay}; {args.splits} {split} split(s) from index {args.first_split} x "
-        f"{args.runs} run(s) on {device}")
+    log(f"{data.name}: {args.model} ({model_config.describe()}), {train_config.epochs} epochs, lr {train_config.lr}, "
+        f"weight decay {train_config.weight_decay}; {args.splits} {experiment.split} split(s) from index "
+        f"{args.first_split} ({first.train.numel()} training, {first.val.numel()} validation, {first.test.numel()} "
+        f"test nodes) x {args.runs} run(s) on {device}")
     kept: list[Any] = []
     payload = experiment.run(progress=False if args.quiet else None, log=log,
                              on_run=lambda result, model, node_split: kept.append((result, model, node_split)))
     if args.plot:
         results = [k[0] for k in kept]
-        plot_learning_curves(results, out / "curves.png", title=f"{args.dataset} {args.model} ({model_config.depth})")
+        plot_learning_curves(results, out / "curves.png", title=f"{data.name} {args.model} ({model_config.depth})")
         payload["plots"] = [str(out / "curves.png")]
         if model_config.model in ("difformer_s", "difformer_a", "transformer"):
             result, model, node_split = kept[0]
-            plot_attention(model, experiment.data, node_split, out / "attention.png")
+            plot_attention(model, data, node_split, out / "attention.png")
             payload["plots"].append(str(out / "attention.png"))
     if args.json:
         print_json(payload)
@@ -141,5 +219,7 @@ def run(args: argparse.Namespace) -> int:
     for spec, (mean, std) in s.get("solvers", {}).items():
         print(f"  same weights integrated with {spec}: test {METRIC_LABELS[s['metric']]} {mean:.1f} ± {std:.1f} %")
     print(f"results: {out / 'results.json'}, {out / 'results.csv'}" +
-          "".join(f", {p}" for p in payload.get("plots", [])))
+          "".join(f", {p}" for p in payload.get("plots", [])) +
+          f"; predict with: diffusion-pde predict {experiment.run_dir(next(iter(experiment.node_splits)), 0)} "
+          "--out predictions.csv")
     return 0

@@ -6,8 +6,12 @@ the graph made undirected and coalesced (duplicate edges merged). Cora comes fro
 embedded in the package (offline); every other dataset is read from ``root``, a folder laid out
 as PyG expects (``<root>/Planetoid/CiteSeer/raw/...``, ``<root>/WikipediaNetwork/chameleon/
 geom_gcn/raw/...``; the layout of ``../shared/data``). ``root`` is only read: the dataset's files
-are copied to a cache folder first and PyG processes them there. Without raw files PyG downloads
-them into the cache (needs network).
+are copied to a cache folder first and PyG processes them there. Without ``root`` PyG downloads
+the raw files into the cache (needs network); with ``root``, or for the embedded Cora, nothing is
+ever downloaded: a missing file is an error naming it.
+
+Every loaded graph carries ``source``, what identifies it for a checkpoint (:func:`dataset_source`):
+a built-in dataset's name and root, a user file's path, or nothing for a ``Data`` made in Python.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch_geometric.data import Data
@@ -34,45 +38,45 @@ def default_cache() -> Path:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """Where a dataset lives under ``root`` and how PyG loads it from a (cache) root."""
+    """Where a dataset lives under ``root`` and which PyG dataset class reads it from a (cache) root."""
 
-    folder: str                                  # relative to root, e.g. "Planetoid/CiteSeer"
-    load: Callable[[Path, bool], Data]           # (cache root, geom-gcn splits?) -> PyG Data
+    folder: str                                                  # relative to root, e.g. "Planetoid/CiteSeer"
+    source: Callable[[Path, bool], tuple[type, dict[str, Any]]]  # (cache root, geom-gcn splits?) -> (class, kwargs)
     row_normalise: bool
-    splits: tuple[str, ...]                      # split kinds this dataset offers
+    splits: tuple[str, ...]                                      # split kinds this dataset offers
 
 
-def _planetoid(name: str) -> Callable[[Path, bool], Data]:
-    def load(cache: Path, geom_gcn: bool) -> Data:
+def _planetoid(name: str) -> Callable[[Path, bool], tuple[type, dict[str, Any]]]:
+    def source(cache: Path, geom_gcn: bool) -> tuple[type, dict[str, Any]]:
         from torch_geometric.datasets import Planetoid
-        return Planetoid(str(cache / "Planetoid"), name, split="geom-gcn" if geom_gcn else "public")[0]
-    return load
+        return Planetoid, {"root": str(cache / "Planetoid"), "name": name, "split": "geom-gcn" if geom_gcn else "public"}
+    return source
 
 
-def _wikipedia(name: str) -> Callable[[Path, bool], Data]:
-    def load(cache: Path, geom_gcn: bool) -> Data:
+def _wikipedia(name: str) -> Callable[[Path, bool], tuple[type, dict[str, Any]]]:
+    def source(cache: Path, geom_gcn: bool) -> tuple[type, dict[str, Any]]:
         from torch_geometric.datasets import WikipediaNetwork
-        return WikipediaNetwork(str(cache / "WikipediaNetwork"), name, geom_gcn_preprocess=True)[0]
-    return load
+        return WikipediaNetwork, {"root": str(cache / "WikipediaNetwork"), "name": name, "geom_gcn_preprocess": True}
+    return source
 
 
-def _webkb(name: str) -> Callable[[Path, bool], Data]:
-    def load(cache: Path, geom_gcn: bool) -> Data:
+def _webkb(name: str) -> Callable[[Path, bool], tuple[type, dict[str, Any]]]:
+    def source(cache: Path, geom_gcn: bool) -> tuple[type, dict[str, Any]]:
         from torch_geometric.datasets import WebKB
-        return WebKB(str(cache / "WebKB"), name)[0]
-    return load
+        return WebKB, {"root": str(cache / "WebKB"), "name": name}
+    return source
 
 
-def _actor(cache: Path, geom_gcn: bool) -> Data:
+def _actor(cache: Path, geom_gcn: bool) -> tuple[type, dict[str, Any]]:
     from torch_geometric.datasets import Actor
-    return Actor(str(cache / "Actor"))[0]
+    return Actor, {"root": str(cache / "Actor")}
 
 
-def _heterophilous(name: str) -> Callable[[Path, bool], Data]:
-    def load(cache: Path, geom_gcn: bool) -> Data:
+def _heterophilous(name: str) -> Callable[[Path, bool], tuple[type, dict[str, Any]]]:
+    def source(cache: Path, geom_gcn: bool) -> tuple[type, dict[str, Any]]:
         from torch_geometric.datasets import HeterophilousGraphDataset
-        return HeterophilousGraphDataset(str(cache / "HeterophilousGraphDataset"), name)[0]
-    return load
+        return HeterophilousGraphDataset, {"root": str(cache / "HeterophilousGraphDataset"), "name": name}
+    return source
 
 
 PLANETOID_SPLITS = ("random", "public", "geom-gcn")
@@ -99,7 +103,8 @@ def available_datasets() -> tuple[str, ...]:
 
 
 def _stage(spec: DatasetSpec, root: Path | None, cache: Path) -> None:
-    """Copy the dataset's raw files from ``root`` into ``cache`` (never writing under root)."""
+    """Copy the dataset's raw files from ``root`` into ``cache`` (never writing under root), each
+    file that the cache lacks or holds with another size, atomically."""
     if root is None:
         return
     source = root / spec.folder
@@ -110,10 +115,36 @@ def _stage(spec: DatasetSpec, root: Path | None, cache: Path) -> None:
         )
     target = cache / spec.folder
     for raw in sorted(p for p in source.rglob("raw") if p.is_dir()):
-        destination = target / raw.relative_to(source)
-        if not destination.exists():
-            shutil.copytree(raw, destination.with_name(destination.name + ".partial"), dirs_exist_ok=True)
-            os.replace(destination.with_name(destination.name + ".partial"), destination)
+        for file in sorted(f for f in raw.rglob("*") if f.is_file()):
+            destination = target / file.relative_to(source)
+            if not destination.exists() or destination.stat().st_size != file.stat().st_size:
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                partial = destination.with_name(destination.name + ".partial")
+                shutil.copyfile(file, partial)
+                os.replace(partial, destination)  # a file is there complete or not at all
+
+
+def _without_surprise_downloads(cls: type, name: str, root: Path | None, cache: Path) -> type:
+    """``cls`` whose download, when raw files are missing, is an error naming them (with ``root``:
+    no download is tried at all) instead of a network error from deep inside PyG."""
+
+    class Guarded(cls):  # type: ignore[misc, valid-type]
+        def download(self) -> None:
+            missing = [Path(p) for p in self.raw_paths if not Path(p).exists()]
+            if root is not None:
+                shown = ", ".join(str(root / p.relative_to(cache)) for p in missing[:3])
+                raise FileNotFoundError(
+                    f"dataset {name!r}: --root {root} lacks {shown}{' ...' if len(missing) > 3 else ''}; nothing is "
+                    "downloaded when --root is given: add the PyG raw files there, or omit --root to download")
+            try:
+                super().download()
+            except Exception as err:  # network or server errors of any kind
+                raise FileNotFoundError(
+                    f"dataset {name!r} could not be downloaded ({type(err).__name__}: {str(err)[:120]}); pass "
+                    "--root DIR holding its PyG raw files (e.g. ../shared/data)") from err
+
+    Guarded.__name__ = Guarded.__qualname__ = cls.__name__
+    return Guarded
 
 
 def row_normalise(x: torch.Tensor) -> torch.Tensor:
@@ -129,17 +160,27 @@ def load_dataset(name: str, *, root: str | Path | None = None, cache: str | Path
     ``geom_gcn=True`` also loads the 10 geom-gcn split masks (``[N, 10]``) for the Planetoid
     datasets; the other geom-gcn datasets always carry theirs. Returns ``Data`` with ``x``
     (prepared features, ``dtype``), undirected ``edge_index``, ``y``, the masks PyG provides, and
-    ``name`` / ``num_classes``.
+    ``name`` / ``num_classes`` / ``source``. Nothing is downloaded with ``root`` or for the
+    embedded Cora (its geom-gcn splits need ``root``): a missing file raises FileNotFoundError.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
     spec = DATASETS[name]
+    root_dir = Path(root) if root is not None else None
+    if root_dir is not None and not root_dir.is_dir():
+        raise FileNotFoundError(f"root (--root) {root_dir} is not a folder; give the folder holding the PyG raw files "
+                                "(e.g. ../shared/data)")
     if name == "cora" and not geom_gcn:
         raw = load_cora(dtype=torch.float64)
+    elif name == "cora" and root_dir is None:
+        raise FileNotFoundError("the embedded Cora holds the public split only, not the 10 geom-gcn splits, and nothing "
+                                "is downloaded for it: pass --root DIR with Planetoid/Cora/geom-gcn/raw (e.g. "
+                                "../shared/data), or use --split random or public")
     else:
         cache_root = Path(cache) if cache is not None else default_cache() / "datasets"
-        _stage(spec, Path(root) if root is not None else None, cache_root)
-        raw = spec.load(cache_root, geom_gcn)
+        _stage(spec, root_dir, cache_root)
+        cls, kwargs = spec.source(cache_root, geom_gcn)
+        raw = _without_surprise_downloads(cls, name, root_dir, cache_root)(**kwargs)[0]
     x = raw.x.to(torch.float64)
     if spec.row_normalise:
         x = row_normalise(x)
@@ -150,4 +191,59 @@ def load_dataset(name: str, *, root: str | Path | None = None, cache: str | Path
             data[mask] = raw[mask].bool()
     data.name = name
     data.num_classes = int(data.y.max()) + 1
+    data.source = {"kind": "builtin", "name": name, "root": str(root_dir.resolve()) if root_dir is not None else None}
     return data
+
+
+def dataset_source(data: Data) -> dict[str, Any]:
+    """What identifies ``data`` in a checkpoint, so that the run's dataset can be loaded again:
+    ``{"kind": "builtin", "name", "root"}``, ``{"kind": "file", "path"}`` or, for a ``Data`` made in
+    Python, ``{"kind": "python", "name"}`` (then predicting needs the graph passed again)."""
+    source = getattr(data, "source", None)
+    return dict(source) if isinstance(source, dict) else {"kind": "python", "name": getattr(data, "name", None) or "data"}
+
+
+def is_builtin(data: Data) -> bool:
+    return dataset_source(data)["kind"] == "builtin"
+
+
+def offered_splits(data: Data) -> tuple[str, ...]:
+    """The split kinds ``data`` offers: a built-in dataset's (:data:`DATASETS`); a user's graph
+    ``fixed`` (its stored masks, [N] one split or [N, K] K splits) when it has masks, and ``random``."""
+    if is_builtin(data):
+        return DATASETS[dataset_source(data)["name"]].splits
+    return ("fixed", "random") if getattr(data, "train_mask", None) is not None else ("random",)
+
+
+def default_split(dataset: str | Data) -> str:
+    """The split kind used when none is asked for: the paper's for a built-in dataset (random on
+    Cora/CiteSeer/PubMed, the fixed splits of minesweeper/tolokers, geom-gcn elsewhere); a user's
+    graph's masks (``fixed``) when it has them, else ``random``."""
+    name = dataset if isinstance(dataset, str) else (dataset_source(dataset)["name"] if is_builtin(dataset) else None)
+    if name is None:
+        return offered_splits(dataset)[0]
+    return "random" if name in ("cora", "citeseer", "pubmed") else ("fixed" if name in ("minesweeper", "tolokers") else "geom-gcn")
+
+
+def open_dataset(dataset: str | Path | Data, *, root: str | Path | None = None, geom_gcn: bool = False,
+                 require_labels: bool = True, dtype: torch.dtype = torch.float32) -> Data:
+    """Any dataset, checked, with ``dtype`` features: a built-in name (:func:`load_dataset`), the
+    path of a user's graph (:func:`~diffusion_pde.data.load_graph`: a saved ``Data`` or a folder
+    of CSV/NPY files) or a ``Data`` (:func:`~diffusion_pde.data.validate_graph_data`). A name wins
+    over a folder of the same name; write ``./cora`` for the folder."""
+    from .user import load_graph, validate_graph_data
+
+    if isinstance(dataset, Data):
+        return validate_graph_data(dataset, where="dataset", require_labels=require_labels, dtype=dtype)
+    if isinstance(dataset, str) and dataset in DATASETS:
+        return load_dataset(dataset, root=root, geom_gcn=geom_gcn, dtype=dtype)
+    if not isinstance(dataset, (str, Path)):
+        raise TypeError(f"dataset must be a built-in name, a path or a torch_geometric Data, got {type(dataset).__name__}")
+    if not Path(dataset).exists():
+        raise FileNotFoundError(f"dataset (--dataset) {str(dataset)!r} is neither a built-in dataset "
+                                f"({', '.join(DATASETS)}) nor an existing file or folder; give a name, a saved Data "
+                                "(.pt) or a folder with edge_index, x and y as .csv or .npy files")
+    if root is not None:
+        raise ValueError(f"root (--root) is for the built-in datasets; dataset {str(dataset)!r} is a path, which is read "
+                         "as it is: drop --root")
+    return load_graph(dataset, require_labels=require_labels, dtype=dtype)

@@ -2,7 +2,10 @@
 
 * ``random`` (the DIFFormer/Planetoid protocol): for split seed s, a generator seeded with s
   draws ``per_class`` (20) training nodes from every class, then ``num_val`` (500) validation and
-  ``num_test`` (1000) test nodes from the rest, uniformly.
+  ``num_test`` (1000) test nodes from the rest, uniformly. A count can also be a fraction in
+  (0, 1) of the nodes left after the training nodes. On a user's own graph the paper's counts
+  rarely fit, so :func:`random_sizes` picks min(20, half the smallest class) training nodes per
+  class and half of the rest each for validation and test.
 * ``public``: the Planetoid public split stored with the dataset (one split).
 * ``geom-gcn`` / ``fixed``: the 10 splits shipped with the dataset (geom-gcn's 60/20/20 splits, or
   those of the heterophilous-graph benchmark), selected by index 0..9.
@@ -32,8 +35,38 @@ class Split:
         return Split(self.kind, self.index, self.train.to(device), self.val.to(device), self.test.to(device))
 
 
-def random_split(y: torch.Tensor, seed: int, *, per_class: int = 20, num_val: int = 500, num_test: int = 1000) -> Split:
-    """``per_class`` training nodes per class, then ``num_val`` / ``num_test`` from the rest."""
+PAPER_SIZES = {"per_class": 20, "num_val": 500, "num_test": 1000}
+
+
+def random_sizes(y: torch.Tensor, *, builtin: bool) -> dict[str, int | float]:
+    """The default sizes of a random split: the paper's :data:`PAPER_SIZES` on a built-in dataset;
+    on a user's graph min(20, half the smallest class, at least 1) training nodes per class and
+    half of the other nodes each for validation and test."""
+    if builtin:
+        return dict(PAPER_SIZES)
+    smallest = int(torch.bincount(y.cpu()).min())
+    return {"per_class": max(1, min(20, smallest // 2)), "num_val": 0.5, "num_test": 0.5}
+
+
+def _count(name: str, value: int | float, rest: int) -> int:
+    """A size given as a count (int >= 1) or a fraction in (0, 1) of ``rest`` nodes."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a count (int >= 1) or a fraction in (0, 1), got {type(value).__name__}")
+    if isinstance(value, float):
+        if not 0 < value < 1:
+            raise ValueError(f"{name} must be a count (int >= 1) or a fraction in (0, 1), got {value!r}")
+        return max(1, int(value * rest))  # rounded down, so that fractions summing to 1 fit
+    if value < 1:
+        raise ValueError(f"{name} must be a count (int >= 1) or a fraction in (0, 1), got {value!r}")
+    return value
+
+
+def random_split(y: torch.Tensor, seed: int, *, per_class: int = 20, num_val: int | float = 500,
+                 num_test: int | float = 1000) -> Split:
+    """``per_class`` training nodes per class, then ``num_val`` / ``num_test`` (counts, or fractions
+    of the nodes left after the training nodes) from the rest."""
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise ValueError(f"per_class (training nodes per class) must be an int >= 1, got {per_class!r}")
     generator = torch.Generator().manual_seed(int(seed))
     y = y.cpu()
     train = []
@@ -41,22 +74,24 @@ def random_split(y: torch.Tensor, seed: int, *, per_class: int = 20, num_val: in
         members = (y == c).nonzero().view(-1)
         if members.numel() <= per_class:
             raise ValueError(
-                f"class {c} has only {members.numel()} nodes, too few for {per_class} training nodes per class; "
-                "use a smaller per_class or the dataset's fixed splits (--split geom-gcn/fixed)"
+                f"class {c} has only {members.numel()} nodes, too few for {per_class} training nodes per class "
+                "(some must stay for validation and test); use a smaller per_class (--train-per-class) or a split stored "
+                "with the data (--split public/geom-gcn/fixed, or masks in your own graph)"
             )
         train.append(members[torch.randperm(members.numel(), generator=generator)[:per_class]])
     train_index = torch.cat(train)
     rest = torch.ones(y.numel(), dtype=torch.bool)
     rest[train_index] = False
     rest_index = rest.nonzero().view(-1)
-    if rest_index.numel() < num_val + num_test:
+    n_val, n_test = _count("num_val", num_val, rest_index.numel()), _count("num_test", num_test, rest_index.numel())
+    if rest_index.numel() < n_val + n_test:
         raise ValueError(
             f"only {rest_index.numel()} nodes remain after the training nodes, fewer than num_val + num_test = "
-            f"{num_val + num_test}; lower them or use the dataset's fixed splits"
+            f"{n_val + n_test}; lower them (--val-size, --test-size; a fraction such as 0.5 takes that share of the rest)"
         )
     rest_index = rest_index[torch.randperm(rest_index.numel(), generator=generator)]
-    return Split("random", int(seed), train_index.sort().values, rest_index[:num_val].sort().values,
-                 rest_index[num_val:num_val + num_test].sort().values)
+    return Split("random", int(seed), train_index.sort().values, rest_index[:n_val].sort().values,
+                 rest_index[n_val:n_val + n_test].sort().values)
 
 
 def mask_split(data: Data, kind: str, index: int) -> Split:

@@ -10,7 +10,7 @@ Accepted forms of ``path`` (:func:`load_graph`):
   |---|---|---|
   | ``edge_index`` (required) | [2, E] integers, row 0 sources, row 1 targets (PyG) | E lines ``source,target`` |
   | ``x`` (required) | [N, F] numbers | N lines of F comma-separated numbers |
-  | ``y`` (required) | [N] integer labels 0..C−1 | N lines, one label each |
+  | ``y`` (required for training) | [N] integer labels 0..C−1 | N lines, one label each |
   | ``train_mask``, ``val_mask``, ``test_mask`` (optional, all or none) | [N] or [N, K] booleans (K splits) | N lines of 0/1 (K columns) |
 
   A first ``.csv`` line that is not numeric is taken as a header and skipped.
@@ -36,11 +36,13 @@ MASKS = ("train_mask", "val_mask", "test_mask")
 SUFFIXES = (".npy", ".csv")
 
 
-def load_graph(path: str | Path, *, dtype: torch.dtype = torch.float32) -> Data:
+def load_graph(path: str | Path, *, dtype: torch.dtype = torch.float32, require_labels: bool = True) -> Data:
     """Read and validate a user graph from ``path`` (see the module docstring for the formats).
 
     Returns a ``Data`` with ``x`` [N, F] (``dtype``), ``edge_index`` [2, E] (long), ``y`` [N]
-    (long), the masks when given (bool), ``name`` (the file or folder name) and ``num_classes``.
+    (long), the masks when given (bool), ``name`` (the file or folder name), ``num_classes`` and
+    ``source`` (the absolute path). ``require_labels=False`` (prediction) accepts a graph
+    without ``y``.
 
     Raises:
         FileNotFoundError: ``path`` does not exist, or a required file is missing.
@@ -52,13 +54,14 @@ def load_graph(path: str | Path, *, dtype: torch.dtype = torch.float32) -> Data:
         raise FileNotFoundError(f"dataset path {path} does not exist; pass a saved Data (.pt) or a folder with "
                                 "edge_index, x and y as .csv or .npy files")
     if path.is_dir():
-        data = _read_folder(path)
+        data = _read_folder(path, require_labels)
     elif path.suffix in (".pt", ".pth"):
         data = _read_saved(path)
     else:
         raise ValueError(f"dataset path {path} is neither a folder nor a .pt/.pth file saved with torch.save")
-    data = validate_graph_data(data, where=str(path), dtype=dtype)
-    data.name = path.stem if path.is_file() else path.name
+    data = validate_graph_data(data, where=str(path), dtype=dtype, require_labels=require_labels)
+    data.name = path.stem if path.is_file() else path.resolve().name
+    data.source = {"kind": "file", "path": str(path.resolve())}
     return data
 
 
@@ -71,7 +74,7 @@ def _read_saved(path: Path) -> Data:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt, truncated, or not a torch file
         raise ValueError(f"dataset file {path} could not be read by torch.load ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0][:200]}); save the graph with torch.save(Data(...), path)") from None
+                         f"{str(err).splitlines()[0].split('. ')[0][:200]}); save the graph with torch.save(Data(...), path)") from None
     if isinstance(loaded, dict):
         loaded = Data(**loaded)
     if not isinstance(loaded, Data):
@@ -80,14 +83,15 @@ def _read_saved(path: Path) -> Data:
     return loaded
 
 
-def _read_folder(folder: Path) -> Data:
+def _read_folder(folder: Path, require_labels: bool) -> Data:
     tensors: dict[str, torch.Tensor] = {}
+    required = FIELDS if require_labels else ("edge_index", "x")
     for name in FIELDS + MASKS:
         found = [folder / f"{name}{suffix}" for suffix in SUFFIXES if (folder / f"{name}{suffix}").is_file()]
         if len(found) > 1:
             raise ValueError(f"dataset folder {folder} holds both {found[0].name} and {found[1].name}; keep one")
         if not found:
-            if name in FIELDS:
+            if name in required:
                 raise FileNotFoundError(f"dataset folder {folder} has no {name}.csv or {name}.npy (required: "
                                         f"{', '.join(FIELDS)}; optional: {', '.join(MASKS)})")
             continue
@@ -96,8 +100,8 @@ def _read_folder(folder: Path) -> Data:
             if value.ndim != 2 or value.shape[1] != 2:
                 raise ValueError(f"{found[0]} must have two columns (source,target) per line, got shape {value.shape}")
             value = value.T
-        elif name != "edge_index" and value.ndim == 2 and value.shape[1] == 1:
-            value = value[:, 0]
+        elif name not in ("edge_index", "x") and value.ndim == 2 and value.shape[1] == 1:
+            value = value[:, 0]  # a one-column file of labels or of one split's mask
         tensors[name] = torch.from_numpy(np.ascontiguousarray(value))
     given = [m for m in MASKS if m in tensors]
     if given and len(given) != len(MASKS):
@@ -141,12 +145,14 @@ def _is_numeric(line: str) -> bool:
     return True
 
 
-def validate_graph_data(data: object, *, where: str = "data", dtype: torch.dtype | None = None) -> Data:
+def validate_graph_data(data: object, *, where: str = "data", dtype: torch.dtype | None = None,
+                        require_labels: bool = True) -> Data:
     """Check a node-classification graph and return a converted copy.
 
     Requirements: ``x`` a finite [N, F] numeric matrix (converted to ``dtype``, default: float32
     unless already floating), ``edge_index`` [2, E] integers in [0, N), ``y`` [N] integer labels
-    0..C−1, optional masks [N] or [N, K] of booleans (or 0/1). The result carries ``num_classes``.
+    0..C−1 (optional with ``require_labels=False``), optional masks [N] or [N, K] of booleans (or
+    0/1). The result carries ``num_classes`` (when labelled), ``name`` and ``source``.
 
     Raises:
         TypeError / ValueError: naming ``where``, the field and the fix.
@@ -154,6 +160,8 @@ def validate_graph_data(data: object, *, where: str = "data", dtype: torch.dtype
     if not isinstance(data, Data):
         raise TypeError(f"{where} must be a torch_geometric.data.Data with x, edge_index and y, got {type(data).__name__}")
     for name in FIELDS:
+        if name == "y" and not require_labels and getattr(data, "y", None) is None:
+            continue
         if getattr(data, name, None) is None:
             raise ValueError(f"{where} has no {name}: a node-classification graph needs x [N, F], edge_index [2, E] "
                              "and y [N]")
@@ -179,14 +187,17 @@ def validate_graph_data(data: object, *, where: str = "data", dtype: torch.dtype
     if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= n):
         raise ValueError(f"{where}: edge_index holds node indices outside [0, N) = [0, {n}) (min {int(edge_index.min())}, "
                          f"max {int(edge_index.max())}); N is the number of rows of x")
-    y = _labels(y, n, where)
-    out = Data(x=x, edge_index=edge_index, y=y, num_nodes=n)
+    out = Data(x=x, edge_index=edge_index, num_nodes=n)
+    if y is not None:
+        out.y = _labels(y, n, where)
+        out.num_classes = int(out.y.max()) + 1
     for mask in MASKS:
         value = getattr(data, mask, None)
         if value is not None:
             out[mask] = _mask(value, n, f"{where}: {mask}")
-    out.num_classes = int(y.max()) + 1
     out.name = getattr(data, "name", None) or "data"
+    if getattr(data, "source", None) is not None:
+        out.source = data.source
     return out
 
 

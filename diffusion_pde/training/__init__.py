@@ -1,25 +1,32 @@
 """Training node classifiers: settings and presets, the epoch loop with atomic checkpoints, exact
-resume and a clear stop on NaN/Inf, and experiments over several splits and initialisations,
-checked before they start."""
+resume and a clear stop on NaN/Inf, experiments over several splits and initialisations on any
+graph, checked before they start, results folders that never cost a user a file, and a trained
+model's life after training (load, predict)."""
 
 from .checkpoint import load_checkpoint, save_atomic, write_json_atomic
 from .config import MODEL_DEFAULTS, PAPER_PRESETS, PRESETS, TrainConfig, resolve
 from .experiment import Experiment, make_split, parse_solver, prepare_experiment, run_experiment, summarise
+from .inference import Predictions, load_model, predict, write_predictions
 from .loop import NonFiniteError, RunResult, evaluate, first_epoch_reaching, train_run
+from .outputs import MARKER
 
 __all__ = [
     "Experiment",
+    "MARKER",
     "MODEL_DEFAULTS",
     "NonFiniteError",
     "PAPER_PRESETS",
     "PRESETS",
+    "Predictions",
     "RunResult",
     "TrainConfig",
     "evaluate",
     "first_epoch_reaching",
     "load_checkpoint",
+    "load_model",
     "make_split",
     "parse_solver",
+    "predict",
     "prepare_experiment",
     "resolve",
     "run_experiment",
@@ -27,4 +34,5 @@ __all__ = [
     "summarise",
     "train_run",
     "write_json_atomic",
+    "write_predictions",
 ]

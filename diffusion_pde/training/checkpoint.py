@@ -42,6 +42,7 @@ def write_json_atomic(obj: Any, path: str | Path) -> None:
 
 
 def write_text_atomic(text: str, path: str | Path) -> None:
+    """UTF-8 text written atomically."""
     _replace_atomic(Path(path), lambda handle: handle.write(text.encode()))
 
 
@@ -52,15 +53,16 @@ def save_figure_atomic(fig: Any, path: str | Path) -> None:
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", *, keys: Iterable[str] = (),
-                    remedy: str = "") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_atomic` (tensors mapped to ``device``).
+                    remedy: str = "", weights_only: bool = False) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_atomic` (tensors mapped to ``device``;
+    ``weights_only=True`` unpickles tensors and plain containers only, for files from elsewhere).
 
     A file that does not load, or is not a dict holding ``keys``, raises a ValueError naming the
-    file, what is wrong and ``remedy`` (how to get past it); a missing file FileNotFoundError."""
+    file, what is wrong and ``remedy`` (how to get past it); a missing or unreadable file its OSError."""
     path = Path(path)
     try:
-        ckpt = torch.load(path, map_location=device, weights_only=False)
-    except FileNotFoundError:
+        ckpt = torch.load(path, map_location=device, weights_only=weights_only)
+    except OSError:  # missing or unreadable: the file system's own error says which
         raise
     except Exception as err:  # a damaged file fails in zipfile, pickle or torch, with any of their errors
         raise ValueError(_not_a_checkpoint(path, f"it does not load: {type(err).__name__}", remedy)) from err

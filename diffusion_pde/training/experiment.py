@@ -7,11 +7,15 @@ initialises (and draws dropout) from torch seed ``seed + 1000 s + r``, so every 
 reproducible on its own.
 Outputs under ``out``: ``results.json`` (settings, every (split, run) result, the means),
 ``results.csv`` (one row per run) and ``split{s}/run{r}/`` with ``history.csv``, ``last.pt``,
-``best.pt`` and ``result.json``.
+``best.pt`` and ``result.json``; every folder it creates holds the marker of
+:mod:`~diffusion_pde.training.outputs`, and ``overwrite`` deletes only those files.
 
-:func:`prepare_experiment` checks everything that can be checked before training (the settings,
-the dataset and every split, ``out``, and on resume every checkpoint it will read), so a bad
-argument fails before anything is trained, written or deleted; :meth:`Experiment.run` does the work.
+The dataset is a built-in name, the path of a user's graph or any ``Data``; the splits a kind
+(``random``, ``public``, ``geom-gcn``, ``fixed``: a user graph's stored masks) or ``Split``
+objects. :func:`prepare_experiment` checks everything that can be checked before training (the
+settings, the graph, features, labels and every split, ``out``, and on resume every checkpoint
+it will read), so a bad argument fails before anything is trained, written or deleted;
+:meth:`Experiment.run` does the work.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import csv
 import dataclasses
 import io
 import math
-import shutil
 import statistics
 import time
 from dataclasses import dataclass
@@ -32,47 +35,91 @@ from torch_geometric.data import Data
 
 import solvers
 
-from ..data import DATASETS, Split, load_dataset, mask_split, random_split
+from ..data import (
+    DATASETS,
+    Split,
+    dataset_source,
+    default_split,
+    is_builtin,
+    mask_split,
+    offered_splits,
+    open_dataset,
+    random_sizes,
+    random_split,
+    validate_split,
+)
 from ..models import ModelConfig, NodeClassifier, build_model
 from .checkpoint import write_json_atomic, write_text_atomic
 from .config import TrainConfig
 from .loop import RunResult, check_metric, evaluate, fingerprint, history_fields, read_last, stored_result, train_run
 from .metrics import METRIC_LABELS, score_key
+from .outputs import check_out, make_results_folder, remove_results
 
 SUMMARY_FIELDS = ("split", "run", "seed", "best_epoch", "metric", "val_score", "test_score", "val_acc", "test_acc",
                   "train_acc", "epochs_run", "stopped_early", "first_epoch_70", "chance", "seconds_per_epoch",
                   "peak_memory_mb")
 
 
-def make_split(data: Data, kind: str, index: int) -> Split:
-    """Split ``index`` of ``kind`` for a dataset loaded by :func:`~diffusion_pde.data.load_dataset`."""
-    offered = DATASETS[data.name].splits
+def make_split(data: Data, kind: str, index: int, *, per_class: int | None = None, num_val: int | float | None = None,
+               num_test: int | float | None = None) -> Split:
+    """Split ``index`` of ``kind`` for ``data`` (a built-in dataset or a user's graph). Random
+    splits take the sizes given, else :func:`~diffusion_pde.data.random_sizes` (the paper's 20
+    per class / 500 / 1000 on built-in datasets, sizes that fit on a user's graph)."""
+    offered = offered_splits(data)
     if kind not in offered:
         raise ValueError(f"split {kind!r} is not available: dataset {data.name!r} offers the splits {', '.join(offered)}")
     if kind == "random":
-        return random_split(data.y, index)
+        given = {"per_class": per_class, "num_val": num_val, "num_test": num_test}
+        sizes = {**random_sizes(data.y, builtin=is_builtin(data)), **{k: v for k, v in given.items() if v is not None}}
+        return random_split(data.y, index, **sizes)
     return mask_split(data, kind, index)
 
 
+SOLVER_DEFAULT_RTOL = 1e-5
+
+
+def _solver_value(text: str, integer: bool) -> int | float | None:
+    """A positive int (``integer``) or a positive finite float read from ``text``, else None."""
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
 def parse_solver(spec: str) -> tuple[str, dict[str, Any]]:
-    """``"euler:16"`` → ("euler", {"n_steps": 16}); ``"dopri5"`` → ("dopri5", {}) (tolerances:
-    ``"dopri5:1e-5"`` sets rtol, atol = rtol / 100)."""
-    method, _, arg = spec.partition(":")
+    """A solver written ``METHOD[:FIELD...]``: ``"euler:16"`` or ``"euler:n_steps=16"`` → ("euler",
+    {"n_steps": 16}); ``"dopri5"`` → rtol 1e-5, atol = rtol / 100; ``"dopri5:1e-6"`` sets rtol;
+    ``"dopri5:rtol=1e-6:atol=1e-9"`` both. Only the second field may be a bare number; every later
+    field must be named."""
+    method, *fields = spec.split(":")
     if method not in solvers.available_methods():
         raise ValueError(f"unknown method {method!r} in {spec!r}; valid methods: {', '.join(solvers.available_methods())}")
-    adaptive = method not in solvers.fixed_step_methods()
-    if not arg:
-        if not adaptive:
-            raise ValueError(f"fixed-step method needs a step count: write {method}:N (e.g. {method}:16)")
-        return method, {"rtol": 1e-5, "atol": 1e-7}
-    try:
-        value = float(arg) if adaptive else int(arg)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"bad solver spec {spec!r}: write METHOD:N_STEPS (N_STEPS >= 1) for fixed-step methods, "
-                         "METHOD[:RTOL] (RTOL > 0) for adaptive ones")
-    return (method, {"rtol": value, "atol": value / 100}) if adaptive else (method, {"n_steps": value})
+    keys = ("n_steps",) if method in solvers.fixed_step_methods() else ("rtol", "atol")
+    options: dict[str, Any] = {}
+    for position, field in enumerate(fields, start=2):
+        key, named, text = field.partition("=")
+        if not named:
+            if position > 2:
+                ordinal = {3: "third", 4: "fourth"}.get(position, f"{position}th")
+                raise ValueError(f"bad solver spec {spec!r}: the {ordinal} field {field!r} must be named, e.g. "
+                                 f"{method}:" + ":".join(f"{k}=..." for k in keys))
+            key, text = keys[0], field
+        if key not in keys:
+            raise ValueError(f"bad solver spec {spec!r}: {method} takes {' and '.join(keys)}, not {key!r}")
+        if key in options:
+            raise ValueError(f"bad solver spec {spec!r}: {key} is given twice")
+        value = _solver_value(text, integer=key == "n_steps")
+        if value is None:
+            raise ValueError(f"bad solver spec {spec!r}: {key} must be " + ("an int >= 1" if key == "n_steps" else
+                             "a finite number > 0") + f", got {text!r}")
+        options[key] = value
+    if keys == ("n_steps",) and not options:
+        raise ValueError(f"fixed-step method needs a step count: write {method}:N (e.g. {method}:16)")
+    if keys != ("n_steps",):
+        options.setdefault("rtol", SOLVER_DEFAULT_RTOL)
+        options.setdefault("atol", options["rtol"] / 100)
+    return method, options
 
 
 def check_eval_solvers(model_config: ModelConfig, specs: Sequence[str]) -> None:
@@ -85,18 +132,6 @@ def check_eval_solvers(model_config: ModelConfig, specs: Sequence[str]) -> None:
             parse_solver(spec)
         except ValueError as err:
             raise ValueError(f"eval_solvers (--eval-solvers): {err}") from None
-
-
-def check_out(out: Path, resume: bool, overwrite: bool) -> None:
-    """``out`` must be a folder that is empty or missing, unless resumed (or overwritten)."""
-    if resume and overwrite:
-        raise ValueError("resume (--resume) continues the results in out, overwrite (--overwrite) deletes them: "
-                         "pass one of them, not both")
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out (--out) {out} is a file, not a folder; choose a folder for the results")
-    if out.exists() and any(out.iterdir()) and not (resume or overwrite):
-        raise ValueError(f"out (--out) {out} already holds results: pass resume=True (--resume) to continue them or "
-                         "overwrite=True (--overwrite) to start over")
 
 
 def evaluate_with_solvers(model: NodeClassifier, data: Data, split: Split, specs: Sequence[str],
@@ -182,8 +217,10 @@ class Experiment:
         results; ``on_run(result, model, split)`` sees every finished run with the model at its
         best epoch."""
         data, train_config, out_dir = self.data, self.train_config, self.out
-        if out_dir is not None and self.overwrite and out_dir.exists():
-            shutil.rmtree(out_dir)
+        if out_dir is not None:
+            if self.overwrite:
+                remove_results(out_dir)
+            make_results_folder(out_dir)
         results: list[RunResult] = []
         started = time.perf_counter()
         for s, node_split in self.node_splits.items():
@@ -192,9 +229,13 @@ class Experiment:
                 torch.manual_seed(run_seed)
                 model = build_model(self.model_config, data).to(data.x.device)
                 run_dir = self.run_dir(s, r)
+                if run_dir is not None:
+                    make_results_folder(run_dir.parent)
+                    make_results_folder(run_dir)
                 result = None
                 if run_dir is not None and self.resume:
-                    result = stored_result(run_dir, fingerprint(self.model_config, train_config, node_split, run_seed), model)
+                    result = stored_result(run_dir, fingerprint(self.model_config, train_config, node_split, run_seed, data),
+                                           model)
                 if result is None:
                     result = train_run(model, data, node_split, train_config, seed=run_seed, run=r, run_dir=run_dir,
                                        resume=self.resume, progress=progress)
@@ -214,7 +255,9 @@ class Experiment:
 
         first_split = next(iter(self.node_splits))
         payload = {
-            "dataset": data.name, "num_nodes": int(data.num_nodes), "split": self.split, "splits": len(self.node_splits),
+            "dataset": data.name, "source": dataset_source(data), "num_nodes": int(data.num_nodes),
+            "num_features": int(data.x.shape[1]), "split": self.split, "splits": len(self.node_splits),
+            "split_sizes": {str(s): [int(p.numel()) for p in (sp.train, sp.val, sp.test)] for s, sp in self.node_splits.items()},
             "runs": self.runs, "first_split": first_split, "seed": self.seed, "device": str(data.x.device),
             "model": dataclasses.asdict(self.model_config), "train": dataclasses.asdict(train_config),
             "summary": summarise(results), "results": [r.summary() for r in results],
@@ -226,12 +269,37 @@ class Experiment:
         return payload
 
 
+SplitArg = str | Split | Sequence[Split] | None
+
+
+def _given_splits(split: SplitArg, splits: int, first_split: int, sizes: dict[str, Any]) -> list[Split] | None:
+    """The ``Split`` objects passed as ``split`` (None when it names a kind or is left out)."""
+    if split is None or isinstance(split, str):
+        return None
+    given = [split] if isinstance(split, Split) else list(split)
+    if not given or not all(isinstance(s, Split) for s in given):
+        raise TypeError("split must be a split kind (random, public, geom-gcn, fixed), a diffusion_pde.data.Split or a "
+                        "list of them")
+    if splits != 1 or first_split != 0:
+        raise ValueError("splits and first_split choose among the splits of a kind; with Split objects pass every "
+                         "split to train on in split=[...]")
+    if _sizes_given(sizes):
+        raise ValueError(f"{_sizes_given(sizes)} to random splits; Split objects carry their own nodes: drop it")
+    return given
+
+
+def _sizes_given(sizes: dict[str, Any]) -> str:
+    """``"per_class only applies"`` (the sizes given, as the subject of a sentence), or ``""``."""
+    given = [name for name, value in sizes.items() if value is not None]
+    return f"{' and '.join(given)} only appl{'ies' if len(given) == 1 else 'y'}" if given else ""
+
+
 def prepare_experiment(
-    dataset: str | Data,
+    dataset: str | Path | Data,
     model_config: ModelConfig,
     train_config: TrainConfig,
     *,
-    split: str = "random",
+    split: SplitArg = None,
     splits: int = 1,
     runs: int = 1,
     first_split: int = 0,
@@ -242,12 +310,25 @@ def prepare_experiment(
     resume: bool = False,
     overwrite: bool = False,
     eval_solvers: Sequence[str] = (),
+    per_class: int | None = None,
+    num_val: int | float | None = None,
+    num_test: int | float | None = None,
 ) -> Experiment:
-    """Check an experiment of ``splits`` splits (indices ``first_split`` onwards) × ``runs``
-    initialisations and load its data, training nothing and touching no file: bad settings, a
-    split index out of range, an ``out`` that holds results (without ``resume`` or
-    ``overwrite``) and, with ``resume``, a damaged checkpoint or one written with other settings
-    raise a ValueError (TypeError for wrong types) naming the argument and the fix."""
+    """Check an experiment and load its data, training nothing and touching no file.
+
+    ``dataset``: a built-in name, the path of a user's graph (a saved ``Data`` or a folder of
+    CSV/NPY files, :func:`~diffusion_pde.data.load_graph`) or any ``Data`` (x, edge_index, y,
+    optional masks); graph, features and labels are validated and the features converted to
+    float32. ``split``: a kind (default: :func:`~diffusion_pde.data.default_split`) of which
+    ``splits`` splits from index ``first_split`` are taken, or ``Split`` objects (one or a
+    list); random splits are sized by ``per_class`` (training nodes per class), ``num_val`` and
+    ``num_test`` (counts, or fractions of the nodes left). Every split is checked (non-empty,
+    disjoint, in range; a class without training nodes warns). ``runs`` initialisations per split.
+
+    Bad settings, a split index out of range, an ``out`` that is not ours or holds results
+    (without ``resume`` or ``overwrite``) and, with ``resume``, a damaged checkpoint or one
+    written with other settings raise a ValueError (TypeError for wrong types, FileNotFoundError
+    for missing files) naming the argument and the fix."""
     if not isinstance(model_config, ModelConfig):
         raise TypeError(f"model_config must be a ModelConfig, got {type(model_config).__name__}")
     if not isinstance(train_config, TrainConfig):
@@ -257,19 +338,32 @@ def prepare_experiment(
             raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
     eval_solvers = tuple(eval_solvers)
     check_eval_solvers(model_config, eval_solvers)
-    out_dir = Path(out) if out is not None else None
+    out_dir = Path(out).expanduser() if out is not None else None
     if out_dir is not None:
         check_out(out_dir, resume, overwrite)
-    data = dataset if isinstance(dataset, Data) else load_dataset(dataset, root=root, geom_gcn=split == "geom-gcn")
-    data = data.to(torch.device(device))
+    sizes = {"per_class": per_class, "num_val": num_val, "num_test": num_test}
+    given = _given_splits(split, splits, first_split, sizes)
+    named = isinstance(dataset, str) and dataset in DATASETS
+    kind = split if isinstance(split, str) else (default_split(dataset) if named and given is None else None)
+    data = open_dataset(dataset, root=root, geom_gcn=kind == "geom-gcn").to(torch.device(device))
     check_metric(train_config, int(data.y.max()) + 1)
-    node_splits = {s: make_split(data, split, s) for s in range(first_split, first_split + splits)}
-    experiment = Experiment(data, model_config, train_config, split, node_splits, runs, seed, out_dir, resume,
+    if given is not None:
+        node_splits = {i: dataclasses.replace(s, index=i) for i, s in enumerate(given)}
+        kind = ", ".join(dict.fromkeys(s.kind for s in given))
+    else:
+        kind = kind or default_split(data)
+        if kind != "random" and _sizes_given(sizes):
+            raise ValueError(f"{_sizes_given(sizes)} to random splits; the {kind} split is stored with the data: drop "
+                             "it or use split='random'")
+        node_splits = {s: make_split(data, kind, s, **sizes) for s in range(first_split, first_split + splits)}
+    for s, node_split in node_splits.items():
+        validate_split(node_split, data, where=f"the {kind} split {s}")
+    experiment = Experiment(data, model_config, train_config, kind, node_splits, runs, seed, out_dir, resume,
                             overwrite, eval_solvers)
     if resume and out_dir is not None:
         for s, node_split in node_splits.items():
             for r in range(runs):
-                expected = fingerprint(model_config, train_config, node_split, seed + 1000 * s + r)
+                expected = fingerprint(model_config, train_config, node_split, seed + 1000 * s + r, data)
                 run_dir = experiment.run_dir(s, r)
                 if stored_result(run_dir, expected) is None:
                     read_last(run_dir, expected)
@@ -277,11 +371,11 @@ def prepare_experiment(
 
 
 def run_experiment(
-    dataset: str | Data,
+    dataset: str | Path | Data,
     model_config: ModelConfig,
     train_config: TrainConfig,
     *,
-    split: str = "random",
+    split: SplitArg = None,
     splits: int = 1,
     runs: int = 1,
     first_split: int = 0,
@@ -293,14 +387,18 @@ def run_experiment(
     overwrite: bool = False,
     progress: bool | None = None,
     eval_solvers: Sequence[str] = (),
+    per_class: int | None = None,
+    num_val: int | float | None = None,
+    num_test: int | float | None = None,
     log: Callable[[str], None] = print,
     on_run: Callable[[RunResult, NodeClassifier, Split], None] | None = None,
 ) -> dict[str, Any]:
-    """Train on ``splits`` splits (indices ``first_split`` onwards) × ``runs`` initialisations;
-    return (and write) the results: :func:`prepare_experiment`, then :meth:`Experiment.run`.
+    """Train on every split × ``runs`` initialisations; return (and write) the results:
+    :func:`prepare_experiment` (which documents the arguments), then :meth:`Experiment.run`.
 
     ``on_run(result, model, split)`` sees every finished run with the model at its best epoch."""
     experiment = prepare_experiment(dataset, model_config, train_config, split=split, splits=splits, runs=runs,
                                     first_split=first_split, seed=seed, root=root, device=device, out=out,
-                                    resume=resume, overwrite=overwrite, eval_solvers=eval_solvers)
+                                    resume=resume, overwrite=overwrite, eval_solvers=eval_solvers,
+                                    per_class=per_class, num_val=num_val, num_test=num_test)
     return experiment.run(progress=progress, log=log, on_run=on_run)

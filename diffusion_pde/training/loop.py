@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 import solvers
 
-from ..data import Split
+from ..data import Split, dataset_source
 from ..models import ModelConfig, NodeClassifier
 from .checkpoint import load_checkpoint, save_atomic, write_json_atomic
 from .config import TrainConfig
@@ -200,15 +200,25 @@ def evaluate(model: NodeClassifier, data: Data, split: Split, metric: str = "acc
     return out
 
 
-def fingerprint(model_config: ModelConfig, config: TrainConfig, split: Split, seed: int) -> dict[str, Any]:
-    """What a run's checkpoints must have been written with to be resumed: every setting, the split
-    and the seed."""
+def fingerprint(model_config: ModelConfig, config: TrainConfig, split: Split, seed: int, data: Data) -> dict[str, Any]:
+    """What a run's checkpoints must have been written with to be resumed: every setting, the
+    dataset's name and shape, the split (kind, index and sizes) and the seed."""
     return {"model": dataclasses.asdict(model_config), "train": dataclasses.asdict(config),
-            "split": [split.kind, split.index], "seed": seed}
+            "data": [getattr(data, "name", None), int(data.num_nodes), int(data.x.shape[1]), int(data.y.max()) + 1],
+            "split": [split.kind, split.index, *(int(part.numel()) for part in (split.train, split.val, split.test))],
+            "seed": seed}
 
 
-LAST_KEYS = ("epoch", "model", "optimizer", "history", "best", "rng", "fingerprint")
-BEST_KEYS = ("epoch", "model", "metrics", "fingerprint")
+def architecture(model: NodeClassifier, data: Data) -> dict[str, Any]:
+    """What :func:`~diffusion_pde.training.load_model` rebuilds a model from: its settings, the
+    input width and the number of classes (the graph operators come from the graph it is given)."""
+    return {"config": dataclasses.asdict(model.config), "in_channels": int(data.x.shape[1]),
+            "num_classes": int(data.y.max()) + 1}
+
+
+REBUILD_KEYS = ("epoch", "model", "architecture", "dataset")  # what load_model reads, from best.pt or last.pt
+LAST_KEYS = (*REBUILD_KEYS, "optimizer", "history", "best", "rng", "fingerprint")
+BEST_KEYS = (*REBUILD_KEYS, "metrics", "fingerprint")
 
 
 def read_last(run_dir: str | Path, expected: dict[str, Any], device: torch.device | str = "cpu") -> dict[str, Any] | None:
@@ -260,8 +270,9 @@ def train_run(
     """Train ``model`` (already seeded and on ``data``'s device) on ``split``.
 
     With ``run_dir`` the run writes ``last.pt`` (every ``checkpoint_every`` epochs and at the
-    end), ``best.pt`` (the weights of the best validation epoch, at the same moments) and
-    ``result.json`` when done. ``resume=True`` continues from ``last.pt`` (or returns the stored
+    end), ``best.pt`` (the weights of the best validation epoch, at the same moments; both also
+    hold the architecture and the dataset's identity, which :func:`load_model` rebuilds the model
+    from) and ``result.json`` when done. ``resume=True`` continues from ``last.pt`` (or returns the stored
     result of a finished run); the settings must match the checkpoint's. ``on_epoch(epoch,
     metrics)`` is called after every epoch (tests use it to interrupt a run). A NaN or Inf raises
     :class:`NonFiniteError` before its epoch is checkpointed.
@@ -269,7 +280,8 @@ def train_run(
     device = data.x.device
     split = split.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    expected = fingerprint(model.config, config, split, seed)
+    expected = fingerprint(model.config, config, split, seed, data)
+    rebuild = {"architecture": architecture(model, data), "dataset": dataset_source(data)}
     history: list[dict[str, float]] = []
     num_classes = int(data.y.max()) + 1
     check_metric(config, num_classes)
@@ -292,9 +304,9 @@ def train_run(
             return
         if best["state"] is not None:
             save_atomic({"epoch": best["epoch"], "model": best["state"], "metrics": best["metrics"],
-                         "fingerprint": expected}, run_dir / "best.pt")
+                         "fingerprint": expected, **rebuild}, run_dir / "best.pt")
         save_atomic({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "history": history, "best": best, "rng": _rng_state(), "fingerprint": expected},
+                     "history": history, "best": best, "rng": _rng_state(), "fingerprint": expected, **rebuild},
                     run_dir / "last.pt")
         watch.saved = epoch
 

@@ -17,7 +17,7 @@ from torch_geometric.data import Data
 from diffusion_pde.cli import main
 from diffusion_pde.data import Split, load_dataset, random_split
 from diffusion_pde.models import ModelConfig, build_model
-from diffusion_pde.training import TrainConfig, evaluate, load_checkpoint, make_split, resolve, train_run
+from diffusion_pde.training import MARKER, TrainConfig, evaluate, load_checkpoint, make_split, resolve, train_run
 from diffusion_pde.training.experiment import evaluate_with_solvers
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -201,12 +201,13 @@ def test_split_out_of_range_fails_before_training_or_deleting(tmp_path, capsys):
     before --overwrite deletes what --out already holds."""
     out = tmp_path / "x"
     out.mkdir()
-    (out / "keep.txt").write_text("earlier results")
+    (out / MARKER).write_text("")
+    (out / "results.json").write_text("earlier results")
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--model", "gcn", "--epochs", "1", "--split", "public", "--splits", "2",
               "--out", str(out), "--overwrite", "--quiet"])
     assert exit_info.value.code == 2 and "single split" in capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "results.json"]
 
 
 @pytest.mark.slow

@@ -1,0 +1,146 @@
+"""A trained model after training: rebuilt from its checkpoint, and its predictions.
+
+``best.pt`` (and ``last.pt``) hold the model's settings, its input width and number of classes,
+its weights and the identity of the dataset it was trained on (:func:`~diffusion_pde.data.
+dataset_source`). :func:`load_model` rebuilds the model from them; its graph operators are built
+from the graph it is given (the run's own dataset by default), which must have as many features
+per node as the training graph. :func:`predict` gives per-node class probabilities and the hidden
+states before the decoder; :func:`write_predictions` writes them as CSV, atomically.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch_geometric.data import Data
+
+from ..data import open_dataset, validate_graph_data
+from ..models import ModelConfig, NodeClassifier, build_model
+from .checkpoint import load_checkpoint, write_text_atomic
+from .loop import REBUILD_KEYS
+
+PREDICTIONS_HEADER = "node,predicted"  # how every predictions file begins (``--overwrite`` replaces only such files)
+
+
+def find_checkpoint(run: str | Path) -> Path:
+    """The checkpoint ``run`` names: a checkpoint file, a run folder holding ``best.pt``, or the
+    results folder of an experiment with a single (split, run)."""
+    run = Path(run)
+    if run.is_file():
+        return run
+    if not run.is_dir():
+        raise FileNotFoundError(f"run {run} does not exist; give a run folder (holding best.pt), a results folder with "
+                                "one run, or a checkpoint file")
+    if (run / "best.pt").is_file():
+        return run / "best.pt"
+    found = sorted(run.glob("split*/run*/best.pt"))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise FileNotFoundError(f"run {run} holds no best.pt (nor split*/run*/best.pt): it is not a finished "
+                                "diffusion-pde run; give the folder of a trained run")
+    shown = ", ".join(str(p.parent) for p in found[:4]) + (", ..." if len(found) > 4 else "")
+    raise ValueError(f"run {run} holds {len(found)} runs ({shown}); give one of their folders")
+
+
+def read_checkpoint(run: str | Path, device: torch.device | str = "cpu") -> tuple[Path, dict[str, Any]]:
+    """(path, contents) of the checkpoint ``run`` names, checked to hold what rebuilding needs
+    (loaded with ``weights_only``: tensors and plain values only, no code runs)."""
+    path = find_checkpoint(run)
+    ckpt = load_checkpoint(path, device, keys=REBUILD_KEYS, weights_only=True,
+                           remedy="train the run again (diffusion-pde train ... --overwrite), or use its other "
+                                  "checkpoint (best.pt or last.pt) if that one is intact")
+    return path, ckpt
+
+
+def run_dataset(ckpt: dict[str, Any], *, require_labels: bool = False) -> Data:
+    """The dataset a checkpoint was trained on, loaded again from its identity (a built-in
+    dataset with the same root, or the same file or folder)."""
+    source = ckpt["dataset"]
+    if source["kind"] == "builtin":
+        return open_dataset(source["name"], root=source["root"], require_labels=require_labels)
+    if source["kind"] == "file":
+        if not Path(source["path"]).exists():
+            raise FileNotFoundError(f"the run was trained on {source['path']}, which no longer exists; give the graph "
+                                    "to predict on (--dataset PATH, or data= in Python)")
+        return open_dataset(source["path"], require_labels=require_labels)
+    raise ValueError(f"the run was trained on a Data built in Python ({source.get('name')!r}), which was not saved "
+                     "with it; give the graph to predict on (--dataset PATH, or data= in Python)")
+
+
+def _prepared(data: Data, in_channels: int) -> Data:
+    """``data`` checked for prediction: float32 features of the width the model was trained on."""
+    data = validate_graph_data(data, where="data", dtype=torch.float32, require_labels=False)
+    if data.x.shape[1] != in_channels:
+        raise ValueError(f"data has {data.x.shape[1]} features per node but the model was trained on {in_channels}; "
+                         "give a graph with the same features (same columns, same preparation)")
+    return data
+
+
+def load_model(run: str | Path, data: Data | None = None, *, device: torch.device | str = "cpu") -> NodeClassifier:
+    """The trained model of ``run`` (a run folder, a results folder with one run, or a
+    checkpoint file), in eval mode on ``device``, with its graph operators built from ``data``
+    (default: the run's own dataset). Global random state is left as it was.
+
+    Raises FileNotFoundError (no checkpoint), ValueError (a damaged checkpoint, naming the file;
+    a graph with another number of features)."""
+    path, ckpt = read_checkpoint(run, device)
+    spec = ckpt["architecture"]
+    graph = _prepared(run_dataset(ckpt) if data is None else data, spec["in_channels"])
+    # build_model reads the number of classes from the labels; a graph to predict on may have none
+    template = Data(x=graph.x, edge_index=graph.edge_index, num_nodes=graph.num_nodes,
+                    y=torch.full((graph.num_nodes,), spec["num_classes"] - 1))
+    with torch.random.fork_rng(devices=[]):  # the initial weights drawn here are replaced at once
+        model = build_model(ModelConfig(**spec["config"]), template)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as err:
+        raise ValueError(f"{path} does not match the model its settings describe ({str(err).splitlines()[0]}); it "
+                         "is damaged or was written by another version: train the run again") from err
+    return model.to(device).eval()
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Per-node outputs of a trained model: ``probabilities`` [N, C] (softmax of the logits) and
+    ``embeddings`` [N, d] (the hidden states the decoder reads)."""
+
+    probabilities: torch.Tensor
+    embeddings: torch.Tensor
+
+    @property
+    def predicted(self) -> torch.Tensor:
+        """The most probable class of every node, [N]."""
+        return self.probabilities.argmax(dim=1)
+
+
+def predict(model: NodeClassifier, data: Data) -> Predictions:
+    """``model``'s predictions on ``data`` (eval mode, no gradients); ``data`` is the graph the
+    model's operators were built on (the one given to :func:`load_model` or used in training)."""
+    x = data.x.to(device=next(model.parameters()).device, dtype=next(model.parameters()).dtype)
+    model.eval()
+    with torch.no_grad():
+        hidden = model.states(x)[-1]
+        logits = model.decoder(hidden)
+    return Predictions(torch.softmax(logits, dim=1).cpu(), hidden.cpu())
+
+
+def write_predictions(predictions: Predictions, path: str | Path, *, embeddings: bool = False) -> None:
+    """CSV, atomically: ``node,predicted,p_0..p_{C-1}`` (and ``h_0..h_{d-1}`` with ``embeddings``)."""
+    probabilities = predictions.probabilities.double().numpy()
+    columns = [np.arange(len(probabilities))[:, None], predictions.predicted.numpy()[:, None], probabilities]
+    header = [PREDICTIONS_HEADER] + [f"p_{c}" for c in range(probabilities.shape[1])]
+    formats = ["%d", "%d"] + ["%.9g"] * probabilities.shape[1]
+    if embeddings:
+        hidden = predictions.embeddings.double().numpy()
+        columns.append(hidden)
+        header += [f"h_{k}" for k in range(hidden.shape[1])]
+        formats += ["%.9g"] * hidden.shape[1]
+    buffer = io.StringIO()
+    np.savetxt(buffer, np.hstack(columns), fmt=formats, delimiter=",", header=",".join(header), comments="")
+    write_text_atomic(buffer.getvalue(), path)
