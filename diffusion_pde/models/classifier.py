@@ -195,15 +195,27 @@ _BUILDERS = {"gcn": _mpnn, "gat": _mpnn, "sgc": _sgc, "appnp": _appnp, "mlp": _m
              **{name: _attention_model for name in ATTENTION_MODELS}}
 
 
-def build_model(config: ModelConfig, data: Data, *, dtype: torch.dtype = torch.float32) -> NodeClassifier:
-    """The classifier ``config`` describes for graph ``data`` (``x``, ``edge_index``, ``y``).
+def build_model(config: ModelConfig, data: Data, *, num_classes: int | None = None,
+                dtype: torch.dtype = torch.float32) -> NodeClassifier:
+    """The classifier ``config`` describes for graph ``data`` (``x`` [N, F], ``edge_index``).
 
-    The graph operators are normalised once here and cached on the model; parameters are drawn
-    from torch's global generator (seed it for reproducible initialisation)."""
+    ``num_classes`` defaults to max(``data.y``) + 1; pass it for a graph without labels (e.g. one
+    to predict on). The graph operators are normalised once here and cached on the model;
+    parameters are drawn from torch's global generator (seed it for reproducible initialisation).
+
+    Raises:
+        TypeError / ValueError: a config that is not a ModelConfig, ``data`` without a [N, F]
+            ``x``, or neither labels nor ``num_classes``.
+    """
     if not isinstance(config, ModelConfig):
         raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
-    if data.x is None or data.x.dim() != 2:
+    if getattr(data, "x", None) is None or data.x.dim() != 2:
         raise ValueError("data.x must be a [num_nodes, num_features] feature matrix")
-    num_classes = int(data.y.max()) + 1
+    if num_classes is None:
+        if getattr(data, "y", None) is None or data.y.numel() == 0:
+            raise ValueError("data has no labels y to count the classes from: pass num_classes=C")
+        num_classes = int(data.y.max()) + 1
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     parts = _BUILDERS[config.model](config, data, int(data.x.shape[1]), num_classes, dtype)
     return NodeClassifier(config, *parts)

@@ -92,11 +92,8 @@ def load_model(run: str | Path, data: Data | None = None, *, device: torch.devic
     path, ckpt = read_checkpoint(run, device)
     spec = ckpt["architecture"]
     graph = _prepared(run_dataset(ckpt) if data is None else data, spec["in_channels"])
-    # build_model reads the number of classes from the labels; a graph to predict on may have none
-    template = Data(x=graph.x, edge_index=graph.edge_index, num_nodes=graph.num_nodes,
-                    y=torch.full((graph.num_nodes,), spec["num_classes"] - 1))
     with torch.random.fork_rng(devices=[]):  # the initial weights drawn here are replaced at once
-        model = build_model(ModelConfig(**spec["config"]), template)
+        model = build_model(ModelConfig(**spec["config"]), graph, num_classes=spec["num_classes"])
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as err:

@@ -164,3 +164,14 @@ def test_describe_names_only_the_settings_a_model_uses():
     continuous = ModelConfig(depth="continuous", method="rk4", t1=2.0, n_steps=4)
     assert continuous.describe() == "continuous, rk4 over [0, 2.0], 4 steps, hidden 64"
     assert "rtol" in continuous.replace(method="dopri5").describe()
+
+
+def test_build_model_without_labels_takes_num_classes() -> None:
+    """A graph to predict on may carry no labels: num_classes sizes the decoder instead."""
+    data = Data(x=torch.randn(5, 3), edge_index=torch.tensor([[0, 1], [1, 2]]), num_nodes=5)
+    model = build_model(ModelConfig(model="gcn", num_layers=2, hidden=4), data, num_classes=3)
+    assert model(data.x).shape == (5, 3)
+    with pytest.raises(ValueError, match="no labels y to count the classes from: pass num_classes=C"):
+        build_model(ModelConfig(model="gcn"), data)
+    with pytest.raises(ValueError, match="num_classes must be a positive int, got 0"):
+        build_model(ModelConfig(model="gcn"), data, num_classes=0)
