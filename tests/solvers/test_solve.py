@@ -18,28 +18,11 @@ from hypothesis import strategies as st
 import solvers
 from solvers import IntegrationError
 from solvers._fixed import build_grid
-
-
+from solver_fields import Counted, decay
 
 
 STAGES = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}
 FIXED = sorted(STAGES)
-
-
-class Counted:
-    """A field wrapper that counts its own calls (independent of the solver's counters)."""
-
-    def __init__(self, field):
-        self.field = field
-        self.calls = 0
-
-    def __call__(self, t, z):
-        self.calls += 1
-        return self.field(t, z)
-
-
-def decay(t, z):
-    return -z
 
 
 def graph_generator(num_nodes: int, seed: int) -> torch.Tensor:

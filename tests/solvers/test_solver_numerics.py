@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import solvers
 from solvers._fixed import build_grid
+from solver_fields import Counted, decay
 
 STAGES = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}
 FIXED = sorted(STAGES)
@@ -23,22 +24,6 @@ LOW = [torch.float16, torch.bfloat16]
 # Tight but cheap tolerances per adaptive method (low orders need many steps for small rtol).
 ADAPTIVE_RTOL = {"dopri5": 1e-10, "dopri8": 1e-10, "bosh3": 1e-8, "adaptive_heun": 1e-5}
 F64 = torch.float64
-
-
-class Counted:
-    """A field wrapper that counts its own calls (independent of the solver's counters)."""
-
-    def __init__(self, field):
-        self.field = field
-        self.calls = 0
-
-    def __call__(self, t, z):
-        self.calls += 1
-        return self.field(t, z)
-
-
-def decay(t, z):
-    return -z
 
 
 def rk4_stability(x: float) -> float:
