@@ -14,8 +14,8 @@ exact derivative of the computed discrete map with respect to t0 and t1.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from collections.abc import Sequence
+from typing import Callable
 
 import torch
 
@@ -29,61 +29,118 @@ Field = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 TimeLike = float | torch.Tensor
 
 
-@dataclass(frozen=True)
 class Grid:
-    """``times``: strictly increasing from t0 to t1; ``save``: for each output time, its index in
-    ``times``; ``base``: for each k = 0..n, the index of the base point t0 + k (t1 − t0)/n."""
+    """The grid of a fixed-step solve, never built point by point: the n + 1 base points
+    t0 + k (t1 − t0)/n are computed when read, and only the inserted output times are stored.
 
-    times: list[float]
-    save: list[int]
-    base: list[int]
+    ``times``: strictly increasing from t0 to t1 (a read-only sequence); ``save``: for each output
+    time, its index in ``times``; ``base``: for each k = 0..n, the index of base point k in
+    ``times``. Reading an entry costs O(log m) for m inserted times, so a million steps take no
+    more memory than ten.
+    """
+
+    def __init__(self, t0: float, t1: float, n_steps: int, inserted: list[tuple[int, float]], save: list[int]) -> None:
+        self.t0, self.t1, self.n_steps = t0, t1, n_steps
+        self._after = [k for k, _ in inserted]    # base point each inserted time follows
+        self._values = [t for _, t in inserted]
+        self._positions = [k + 1 + j for j, (k, _) in enumerate(inserted)]
+        self.save = save
+        self.times = _Times(self, lambda k: grid_point(t0, t1, n_steps, k))
+        self.base = _BasePositions(self)
+
+    def __len__(self) -> int:
+        return self.n_steps + 1 + len(self._values)
+
+    def base_position(self, k: int) -> int:
+        return k + bisect.bisect_left(self._after, k)
+
+    def locate(self, i: int) -> tuple[int | None, int | None]:
+        """``(k, None)`` when entry i is base point k, ``(None, j)`` when it is inserted time j."""
+        j = bisect.bisect_left(self._positions, i)
+        if j < len(self._positions) and self._positions[j] == i:
+            return None, j
+        return i - j, None
+
+
+class _GridSequence(Sequence):
+    def __init__(self, grid: Grid) -> None:
+        self.grid = grid
+
+    def __len__(self) -> int:
+        return len(self.grid)
+
+    def _index(self, i: int) -> int:
+        n = len(self.grid)
+        if not -n <= i < n:
+            raise IndexError(i)
+        return i % n
+
+
+class _Times(_GridSequence):
+    """The grid's times; base points from ``point(k)`` (floats, or tensors carrying gradients)."""
+
+    def __init__(self, grid: Grid, point: Callable[[int], TimeLike]) -> None:
+        super().__init__(grid)
+        self.point = point
+
+    def __getitem__(self, i: int) -> TimeLike:  # type: ignore[override]
+        k, j = self.grid.locate(self._index(i))
+        return self.point(k) if k is not None else self.grid._values[j]
+
+
+class _BasePositions(_GridSequence):
+    def __len__(self) -> int:
+        return self.grid.n_steps + 1
+
+    def __getitem__(self, k: int) -> int:  # type: ignore[override]
+        if not 0 <= k <= self.grid.n_steps:
+            raise IndexError(k)
+        return self.grid.base_position(k)
 
 
 def build_grid(
     t0: float, t1: float, n_steps: int, t_eval: Sequence[float] | None = None,
     tolerances: Sequence[float] | None = None,
 ) -> Grid:
-    """The integration grid for ``n_steps`` equal steps plus the output times ``t_eval``.
+    """The integration grid for ``n_steps`` equal steps plus the output times ``t_eval``, in
+    O(m) for m output times whatever ``n_steps`` is.
 
     An output time within ``tolerances[m]`` (default: float64 round-off at the interval's
     magnitude; always capped at h/8) of a base point is that point; any other is inserted.
     Without ``t_eval`` the only output is t1.
     """
-    base = [grid_point(t0, t1, n_steps, k) for k in range(n_steps + 1)]
     if t_eval is None:
-        return Grid(base, [n_steps], list(range(n_steps + 1)))
+        return Grid(t0, t1, n_steps, [], [n_steps])
     if tolerances is None:
         tolerances = [snap_tolerance(Time(t), Time(t0), Time(t1)) for t in t_eval]
-    times: list[float] = []
-    positions: list[int] = []
-    save: list[int] = []
-    k = 0  # the next base point to place
+    h = (t1 - t0) / n_steps
+    inserted: list[tuple[int, float]] = []
+    snapped: list[int | None] = []
     for t, tol in zip(t_eval, tolerances):
         near = nearest_grid_point(t, tol, t0, t1, n_steps)
-        last_before = near if near is not None else bisect.bisect_left(base, t) - 1
-        while k <= last_before:
-            positions.append(len(times))
-            times.append(base[k])
-            k += 1
+        snapped.append(near)
         if near is None:
-            times.append(t)
-            save.append(len(times) - 1)
+            k = min(n_steps - 1, max(0, int((t - t0) / h)))  # the base point just before t
+            while k + 1 < n_steps and grid_point(t0, t1, n_steps, k + 1) < t:
+                k += 1
+            while k > 0 and grid_point(t0, t1, n_steps, k) > t:
+                k -= 1
+            inserted.append((k, t))
+    grid = Grid(t0, t1, n_steps, inserted, [])
+    j = 0
+    for near in snapped:
+        if near is None:
+            grid.save.append(grid._positions[j])
+            j += 1
         else:
-            save.append(positions[near])
-    for k in range(k, n_steps + 1):
-        positions.append(len(times))
-        times.append(base[k])
-    return Grid(times, save, positions)
+            grid.save.append(grid.base_position(near))
+    return grid
 
 
-def differentiable_points(grid: Grid, t0: torch.Tensor, t1: torch.Tensor) -> list[TimeLike]:
-    """``grid.times`` with each base point replaced by t0 + (t1 − t0) k/n computed from the
-    float64 tensors ``t0``, ``t1`` (same values); inserted output times stay constants."""
-    n_steps = len(grid.base) - 1
-    points: list[TimeLike] = list(grid.times)
-    for k, position in enumerate(grid.base):
-        points[position] = grid_point(t0, t1, n_steps, k)
-    return points
+def differentiable_points(grid: Grid, t0: torch.Tensor, t1: torch.Tensor) -> Sequence[TimeLike]:
+    """``grid.times`` with each base point t0 + (t1 − t0) k/n computed from the float64 tensors
+    ``t0``, ``t1`` (same values); inserted output times stay constants."""
+    return _Times(grid, lambda k: grid_point(t0, t1, grid.n_steps, k))
 
 
 def rk_step(field: Field, t: TimeLike, z: torch.Tensor, h: TimeLike, tableau: ButcherTableau) -> torch.Tensor:
@@ -149,7 +206,7 @@ def integrate_fixed(
 
 
 def _first_nonfinite(
-    field: Field, points: Sequence[TimeLike], times: list[float], start: int, end: int,
+    field: Field, points: Sequence[TimeLike], times: Sequence[float], start: int, end: int,
     z: torch.Tensor, tableau: ButcherTableau,
 ) -> IntegrationError:
     """Replay the steps from grid index ``start`` (finite state ``z``) to ``end`` (non-finite),

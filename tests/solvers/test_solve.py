@@ -166,12 +166,12 @@ def test_grid_semantics_property(case):
     # time on the base grid up to float64 round-off (a few ulps of max |t|) is that grid point.
     round_off = 8 * np.finfo(np.float64).eps * max(abs(t0), abs(t1))
     built = build_grid(t0, t1, n, t_eval)
-    grid, save_index = built.times, built.save
+    grid, save_index = list(built.times), built.save
     assert grid[0] == t0 and grid[-1] == t1
     assert all(b > a for a, b in zip(grid, grid[1:]))
     assert len(grid) == n + 1 + off_grid
     assert len(built.base) == n + 1
-    for k, pos in enumerate(built.base):
+    for k, pos in enumerate(list(built.base)):
         assert abs(grid[pos] - (t0 + k * h)) <= round_off
     wanted = t_eval if t_eval is not None else [t1]
     assert len(save_index) == len(wanted)

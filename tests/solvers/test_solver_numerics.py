@@ -439,3 +439,15 @@ def test_steps_below_float64_resolution_are_refused():
         solvers.solve(decay, torch.ones(2, dtype=F64), 1e15 + 1.0, t0=1e15, method="rk4", n_steps=100)
     # One step needs no resolution of interior points.
     assert solvers.solve(decay, torch.ones(2, dtype=F64), 1e15 + 1.0, t0=1e15, method="rk4", n_steps=1).stats.steps == 1
+
+
+def test_the_grid_is_never_built_point_by_point() -> None:
+    """A billion steps: the grid answers any index from its formula and the few inserted times,
+    without a list of n + 1 Python floats (that list alone would need ~32 GB)."""
+    n = 10**9
+    grid = build_grid(0.0, 2.0, n, [0.5, 1.0 + 1e-3 / n, 2.0])
+    assert len(grid.times) == n + 2 and len(grid.base) == n + 1
+    assert grid.times[grid.save[0]] == 0.5 and grid.times[grid.save[1]] == 1.0 + 1e-3 / n
+    assert grid.save[2] == len(grid.times) - 1 and grid.times[-1] == 2.0
+    assert grid.times[grid.save[1] - 1] == 1.0 and grid.times[grid.save[1] + 1] == 1.0 + 2.0 / n
+    assert grid.base[n // 2 + 1] == grid.save[1] + 1
