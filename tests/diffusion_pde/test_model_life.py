@@ -101,7 +101,8 @@ def test_saved_data_through_python_and_the_command_line(tmp_path: Path, capsys: 
 
     # the command line on the saved file: the same split and seed give the same model
     run_cli(capsys, "train", "--dataset", str(tmp_path / "graph.pt"), "--model", "difformer_s", "--layers", "2",
-            "--hidden", "8", "--epochs", "5", "--lr", "0.01", "--out", str(tmp_path / "cli"), "--quiet")
+            "--hidden", "8", "--qk-norm", "row", "--source-weight", "0", "--epochs", "5", "--lr", "0.01",
+            "--out", str(tmp_path / "cli"), "--quiet")   # the ModelConfig fields above, not the CLI's model defaults
     run_cli(capsys, "predict", str(tmp_path / "cli"), "--out", str(tmp_path / "p.csv"))
     _, rows = read_predictions(tmp_path / "p.csv")
     assert np.array_equal(rows[:, 2:].astype(np.float32), predict(loaded, prepared).probabilities.numpy())
