@@ -92,7 +92,7 @@ def main() -> None:
         "",
         f"`python benchmarks/solver_overhead.py --steps {args.steps} --repeats {args.repeats}` "
         "(random-walk diffusion of the row-normalised Cora features, 2,708 × 1,433, float32, CPU, t1 = 1; "
-        f"one bare field evaluation: {one_eval * 1e3:.2f} ms; medians of {args.repeats}).",
+        f"one bare field evaluation: {one_eval * 1e3:.2f} ms; medians of {args.repeats}; {torch.get_num_threads()} torch thread(s)).",
         "",
         "| method | nfe | solve [ms] | same nfe of bare evaluations [ms] | overhead |",
         "|---|---:|---:|---:|---:|",
