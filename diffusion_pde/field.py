@@ -155,6 +155,8 @@ class DiffusionBlock(nn.Module):
         unknown = sorted(set(solver_options) - accepted)
         if unknown:
             raise TypeError(f"unknown solver option(s) {', '.join(unknown)}; solvers.solve accepts {', '.join(sorted(accepted))}")
+        step_options = {k: v for k, v in solver_options.items() if k in ("dt", "n_steps", "rtol", "atol", "adjoint")}
+        solvers.check_options(method, **step_options)  # e.g. n_steps with dopri5: refused now, not at the first run
         self.field = field
         self.method = method
         self.t1 = float(t1)
@@ -165,6 +167,9 @@ class DiffusionBlock(nn.Module):
 
         A stack of blocks (one Euler layer each) passes the stack's input as ``source_state``,
         so every layer is tied to the same Z⁰ as in APPNP."""
+        if "t1" in overrides:
+            raise TypeError("the integration time is the block's t1 (DiffusionBlock(field, method, t1=...)); "
+                            "it cannot be overridden per solve")
         options = {"method": self.method, **self.solver_options, **overrides}
         self.field.set_initial_state(z0 if source_state is None else source_state)
         return solvers.solve(self.field, z0, self.t1, **options)

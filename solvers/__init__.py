@@ -6,7 +6,7 @@ adaptive methods and the adjoint delegate to torchdiffeq. This package knows not
 
 from ._adaptive import ADAPTIVE_METHODS
 from ._solution import IntegrationError, Solution, SolverStats
-from ._solve import available_methods, solve
+from ._solve import available_methods, check_options, solve
 from ._tableau import ButcherTableau, fixed_step_methods, get_tableau, register_tableau
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "Solution",
     "SolverStats",
     "available_methods",
+    "check_options",
     "fixed_step_methods",
     "get_tableau",
     "register_tableau",

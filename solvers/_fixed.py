@@ -100,14 +100,16 @@ class _BasePositions(_GridSequence):
 
 def build_grid(
     t0: float, t1: float, n_steps: int, t_eval: Sequence[float] | None = None,
-    tolerances: Sequence[float] | None = None,
+    tolerances: Sequence[float] | None = None, snap_interior: bool = True,
 ) -> Grid:
     """The integration grid for ``n_steps`` equal steps plus the output times ``t_eval``, in
     O(m) for m output times whatever ``n_steps`` is.
 
     An output time within ``tolerances[m]`` (default: float64 round-off at the interval's
     magnitude; always capped at h/8) of a base point is that point; any other is inserted.
-    Without ``t_eval`` the only output is t1.
+    ``snap_interior=False`` (the base points move with a differentiable t0/t1) identifies output
+    times with t0 and t1 only: one at an interior base point is inserted after it (a step of
+    length 0 at these values), so it stays a fixed time. Without ``t_eval`` the only output is t1.
     """
     if t_eval is None:
         return Grid(t0, t1, n_steps, [], [n_steps])
@@ -118,6 +120,8 @@ def build_grid(
     snapped: list[int | None] = []
     for t, tol in zip(t_eval, tolerances):
         near = nearest_grid_point(t, tol, t0, t1, n_steps)
+        if not snap_interior and near is not None and 0 < near < n_steps:
+            near = None
         snapped.append(near)
         if near is None:
             k = min(n_steps - 1, max(0, int((t - t0) / h)))  # the base point just before t

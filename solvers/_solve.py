@@ -38,8 +38,8 @@ def solve(
     method: str = "rk4",
     dt: float | None = None,
     n_steps: int | None = None,
-    rtol: float = 1e-6,
-    atol: float = 1e-8,
+    rtol: float | None = None,
+    atol: float | None = None,
     t_eval: Sequence[float] | torch.Tensor | None = None,
     adjoint: bool = False,
     max_steps: int | None = None,
@@ -66,7 +66,8 @@ def solve(
             ``ceil((t1 − t0)/dt)`` equal steps. Points of ``t_eval`` are added to the grid. ``dt``
             carries no gradient (the step count is piecewise constant in it): to learn the
             integration length, make t1 require grad and fix ``n_steps``.
-        rtol, atol: adaptive methods only: local error tolerance atol + rtol·|z|.
+        rtol, atol: adaptive methods only (default 1e-6 and 1e-8): local error tolerance
+            atol + rtol·|z|; refused with a fixed-step method, whose error they do not control.
         t_eval: increasing output times in [t0, t1] (a sequence or a 1-D tensor); the result holds
             the state at each. A time within a few ulps of the precision it was given in (float32
             for a float32 tensor) of a grid point, or of t0/t1, is that point. With an adaptive
@@ -100,32 +101,19 @@ def solve(
         raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(available_methods())}")
     adaptive = method in ADAPTIVE_METHODS
     z0 = check.check_state(z0, method, adaptive)
+    rtol, atol = check_options(method, dt=dt, n_steps=n_steps, rtol=rtol, atol=atol, adjoint=adjoint)
     start, end = check_interval(t0, t1, z0)
     outputs = check_t_eval(t_eval, start, end, z0)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable as callback(t, z), got {type(callback).__name__}")
-    if not isinstance(adjoint, bool):
-        raise TypeError(f"adjoint must be a bool, got {type(adjoint).__name__}")
     if max_steps is not None:
         max_steps = check.check_count("max_steps", max_steps)
 
     stats = SolverStats()
     if adaptive:
-        if dt is not None or n_steps is not None:
-            raise ValueError(
-                f"dt and n_steps apply to fixed-step methods only; {method!r} chooses its own steps "
-                "from rtol/atol"
-            )
-        rtol = check.check_positive("rtol", rtol)
-        atol = check.check_positive("atol", atol)
         counted = CountedField(field, stats, max_steps or ADAPTIVE_MAX_STEPS, callback)
         final, states = _solve_adaptive(counted, z0, start, end, outputs, method, rtol, atol, adjoint)
     else:
-        if adjoint:
-            raise ValueError(
-                f"adjoint=True needs an adaptive method ({', '.join(ADAPTIVE_METHODS)}); fixed-step "
-                f"method {method!r} backpropagates through its steps directly"
-            )
         if outputs is not None and any(t.grad is not None for t in outputs):
             raise TypeError(
                 f"t_eval entries that require grad need an adaptive method (the state at t_m then has "
@@ -148,13 +136,16 @@ def _solve_fixed(
     counted: CountedField, z0: torch.Tensor, start: Time, end: Time, outputs: list[Time] | None,
     method: str, steps: int, callback: Callable[[float, torch.Tensor], None] | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    # With t0 or t1 requiring grad the base points move with them, so an output time is never
+    # identified with an interior base point (it would move too): it stays a constant point.
+    traced = start.grad is not None or end.grad is not None
     if outputs is None:
         grid = build_grid(start.value, end.value, steps)
     else:
         grid = build_grid(start.value, end.value, steps, [t.value for t in outputs],
-                          [snap_tolerance(t, start, end) for t in outputs])
+                          [snap_tolerance(t, start, end) for t in outputs], snap_interior=not traced)
     points = None
-    if start.grad is not None or end.grad is not None:
+    if traced:
         points = differentiable_points(grid, _float64(start, z0), _float64(end, z0))
     saved, final = integrate_fixed(counted, z0, grid, get_tableau(method), counted.stats, callback, points)
     return final, torch.stack(saved) if outputs is not None else final.unsqueeze(0)
@@ -214,12 +205,45 @@ def _shift_in_time(counted: CountedField, z: torch.Tensor, time: Time, sign: flo
     return z + (time.grad - time.grad.detach()) * sign * slope
 
 
-def _fixed_step_count(t0: float, t1: float, dt: object, n_steps: object, method: str,
-                      max_steps: int | None) -> int:
+def check_options(method: object, *, dt: object = None, n_steps: object = None, rtol: object = None,
+                  atol: object = None, adjoint: object = False) -> tuple[float | None, float | None]:
+    """Check that ``method`` exists and that the step options fit it, before any work; return
+    ``(rtol, atol)`` with the adaptive defaults (1e-6, 1e-8) filled in, ``(None, None)`` for a
+    fixed-step method. Used by :func:`solve` and by objects that hold solver options (a block
+    of layers) so that a bad combination fails when they are built, not when they first run.
+
+    Raises:
+        ValueError / TypeError: an unknown method; ``dt``/``n_steps`` with an adaptive method,
+            ``rtol``/``atol``/``adjoint=True`` with a fixed-step one; neither or both of ``dt`` and
+            ``n_steps`` for a fixed-step method; a non-positive tolerance or step count.
+    """
+    if not isinstance(method, str) or method not in available_methods():
+        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(available_methods())}")
+    if not isinstance(adjoint, bool):
+        raise TypeError(f"adjoint must be a bool, got {type(adjoint).__name__}")
+    if method in ADAPTIVE_METHODS:
+        if dt is not None or n_steps is not None:
+            raise ValueError(f"dt and n_steps apply to fixed-step methods only; {method!r} chooses its own steps "
+                             "from rtol/atol")
+        return (check.check_positive("rtol", 1e-6 if rtol is None else rtol),
+                check.check_positive("atol", 1e-8 if atol is None else atol))
+    if adjoint:
+        raise ValueError(f"adjoint=True needs an adaptive method ({', '.join(ADAPTIVE_METHODS)}); fixed-step "
+                         f"method {method!r} backpropagates through its steps directly")
+    if rtol is not None or atol is not None:
+        raise ValueError(f"rtol and atol apply to adaptive methods only; fixed-step method {method!r} takes "
+                         "n_steps or dt, and its error is set by the step size")
     if dt is None and n_steps is None:
         raise ValueError(f"fixed-step method {method!r} needs dt=... or n_steps=... (exactly one)")
     if dt is not None and n_steps is not None:
         raise ValueError("give either dt or n_steps, not both")
+    if n_steps is not None:
+        check.check_count("n_steps", n_steps)
+    return None, None
+
+
+def _fixed_step_count(t0: float, t1: float, dt: object, n_steps: object, method: str,
+                      max_steps: int | None) -> int:
     if n_steps is not None:
         steps = check.check_count("n_steps", n_steps)
         asked = f"n_steps={steps}"

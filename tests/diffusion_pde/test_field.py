@@ -279,8 +279,19 @@ def test_a_state_whose_dtype_differs_from_the_field_is_named_before_any_work(nam
     ({"t1": float("nan")}, ValueError, r"t1 .* must be a finite number > 0"),
     ({"t1": "1"}, ValueError, r"t1 .* got '1'"),
     ({"nsteps": 4}, TypeError, r"unknown solver option\(s\) nsteps; solvers.solve accepts .*n_steps"),
+    ({"n_steps": 3, "adjoint": True}, ValueError, r"adjoint=True needs an adaptive method"),
+    ({"n_steps": 3, "rtol": 1e-3}, ValueError, r"rtol and atol apply to adaptive methods only"),
+    ({}, ValueError, r"fixed-step method 'rk4' needs dt=\.\.\. or n_steps"),
 ])
 def test_diffusion_block_refuses_bad_settings_at_construction(kwargs: dict, error: type, match: str) -> None:
     field = DiffusionField(diffusivity("identity"))
     with pytest.raises(error, match=match):
         DiffusionBlock(field, "rk4", **kwargs)
+
+
+def test_diffusion_block_refuses_step_options_its_method_does_not_use() -> None:
+    with pytest.raises(ValueError, match="dt and n_steps apply to fixed-step methods only"):
+        DiffusionBlock(DiffusionField(diffusivity("identity")), "dopri5", n_steps=3)
+    block = DiffusionBlock(DiffusionField(diffusivity("identity")), "rk4", n_steps=2)
+    with pytest.raises(TypeError, match="the integration time is the block's t1"):
+        block.solve(torch.ones(2, 1), t1=2.0)

@@ -451,3 +451,44 @@ def test_the_grid_is_never_built_point_by_point() -> None:
     assert grid.save[2] == len(grid.times) - 1 and grid.times[-1] == 2.0
     assert grid.times[grid.save[1] - 1] == 1.0 and grid.times[grid.save[1] + 1] == 1.0 + 2.0 / n
     assert grid.base[n // 2 + 1] == grid.save[1] + 1
+
+
+@pytest.mark.parametrize("method", ["euler", "rk4"])
+def test_time_gradients_at_output_times_on_the_grid(method):
+    """Output times that are interior grid points stay fixed times when t0 or t1 require grad
+    (newcomer regression: rk4, n_steps=100, t_eval=[0.5, 0.9] gave d z(0.5)/d t1 = −0.91 where
+    the ODE and finite differences give 0). There the discrete map has a kink (the output time
+    changes sides of a moving grid point); autograd gives the one-sided derivative with the
+    grid point before the output time, i.e. the backward difference in t0 and t1, and both agree
+    with the ODE's derivative to O(h)."""
+    z0 = torch.ones(3, dtype=F64)
+    n, eps = 100, 1e-7
+
+    def states(t0, t1):
+        return solvers.solve(decay, z0, t1, t0=t0, method=method, n_steps=n, t_eval=[0.5, 0.9]).states
+
+    t0, t1 = _time(0.0), _time(1.0)
+    d_t0, d_t1 = torch.autograd.grad(states(t0, t1).sum(), (t0, t1))
+    with torch.no_grad():
+        base = states(0.0, 1.0).sum()
+        backward_t0 = (base - states(-eps, 1.0).sum()) / eps
+        backward_t1 = (base - states(0.0, 1.0 - eps).sum()) / eps
+    assert abs(float(d_t0 - backward_t0)) <= 1e-5 and abs(float(d_t1 - backward_t1)) <= 1e-5
+    exact_t0 = 3 * (math.exp(-0.5) + math.exp(-0.9))          # d/dt0 of e^{−(t_m − t0)}, summed
+    assert abs(float(d_t0) - exact_t0) <= 10 / n and abs(float(d_t1)) <= 10 / n
+    plain = solvers.solve(decay, z0, 1.0, method=method, n_steps=n, t_eval=[0.5, 0.9])
+    torch.testing.assert_close(states(t0, t1).detach(), plain.states, rtol=1e-13, atol=0)
+
+
+def test_check_options_refuses_what_the_method_does_not_use():
+    for kwargs, match in [({"method": "rk4", "n_steps": 4, "rtol": 1e-3}, "rtol and atol apply to adaptive methods"),
+                          ({"method": "dopri5", "n_steps": 3}, "dt and n_steps apply to fixed-step methods"),
+                          ({"method": "rk4", "n_steps": 3, "adjoint": True}, "adjoint=True needs an adaptive"),
+                          ({"method": "rk4"}, "needs dt=... or n_steps=..."),
+                          ({"method": "rk5"}, "unknown method 'rk5'")]:
+        with pytest.raises(ValueError, match=match):
+            solvers.check_options(**kwargs)
+        with pytest.raises(ValueError, match=match):
+            solvers.solve(decay, torch.ones(2), 1.0, **kwargs)
+    assert solvers.check_options("dopri5") == (1e-6, 1e-8)
+    assert solvers.check_options("euler", dt=0.1) == (None, None)
