@@ -87,6 +87,14 @@ def _corrupt(tmp_path: Path, what: str) -> Path:
         (folder / "edge_index.csv").write_text("0,1,2\n1,2,3\n")
     elif what == "ragged csv":
         (folder / "x.csv").write_text("0,0,0\n1,1\n0,0,0\n1,1,1\n")
+    elif what == "pandas header":                                     # what to_csv(index=False) writes
+        (folder / "x.csv").write_text("0,1,2\n" + "".join(",".join(str(v) for v in row) + "\n" for row in X))
+    elif what == "negative edge weight":
+        (folder / "edge_weight.csv").write_text("weight\n1\n-1\n1\n1\n1\n")
+    elif what == "edge weight count":
+        np.save(folder / "edge_weight.npy", np.ones(3))
+    elif what == "mixed mask shapes":
+        (folder / "train_mask.csv").write_text("1,1,0\n1,0,1\n0,0,0\n0,0,0\n")
     elif what == "text in csv":
         (folder / "x.csv").write_text("0,0,0\n1,a,1\n0,0,0\n1,1,1\n")
     elif what == "partial masks":
@@ -120,9 +128,16 @@ BAD = [
     ("float labels", ValueError, r"y\.csv must hold integers"),
     ("edge out of range", ValueError, r"edge_index holds node indices outside \[0, N\) = \[0, 4\)"),
     ("nan feature", ValueError, r"x holds NaN or Inf \(first at node 1\)"),
-    ("three columns", ValueError, r"edge_index\.csv must have two columns"),
+    ("three columns", ValueError, r"edge_index\.csv has 3 column\(s\) per line, but must have two \(source,target\); put "
+                                  r"edge weights in edge_weight\.csv"),
     ("ragged csv", ValueError, r"x\.csv could not be parsed: lines have different numbers of columns"),
     ("text in csv", ValueError, r"x\.csv could not be parsed"),
+    ("pandas header", ValueError, r"x\.csv: its first line '0,1,2' looks like the column header pandas writes .*"
+                                  r"to_csv\(path, index=False, header=False\), or name the columns"),
+    ("negative edge weight", ValueError, r"edge_weight must be finite and >= 0, but edge 1 has weight -1\.0"),
+    ("edge weight count", ValueError, r"edge_weight must hold one weight per edge, shape \[E\] = \[5\] .*got \(3,\)"),
+    ("mixed mask shapes", ValueError, r"the masks have different shapes \(train_mask \[4, 3\], val_mask \[4\], "
+                                      r"test_mask \[4\]\); give all of them as \[N\] .* or all as \[N, K\]"),
     ("partial masks", ValueError, r"but not test_mask: give all three masks or none"),
     ("both formats", ValueError, r"holds both y\.npy and y\.csv"),
     ("wrong label count", ValueError, r"y must hold one label per node, shape \[N\] = \[4\]"),
@@ -189,3 +204,85 @@ def test_a_graph_to_predict_on_needs_no_labels_and_keeps_one_feature_column(tmp_
     data = load_graph(folder, require_labels=False)
     assert data.x.shape == (4, 1) and data.y is None and "num_classes" not in data
     assert data.source == {"kind": "file", "path": str(folder.resolve())}
+
+
+def test_a_header_alone_in_edge_index_csv_is_a_graph_without_edges(tmp_path: Path) -> None:
+    folder = _write_csv(tmp_path / "g")
+    (folder / "edge_index.csv").write_text("source,target\n")
+    data = load_graph(folder)
+    assert data.edge_index.shape == (2, 0) and data.edge_index.dtype == torch.long
+
+
+def test_a_numeric_first_line_other_than_a_pandas_header_is_data(tmp_path: Path) -> None:
+    folder = _write_csv(tmp_path / "g")
+    (folder / "x.csv").write_text("0,1,3\n" + "".join(",".join(str(v) for v in row) + "\n" for row in X[1:]))
+    assert load_graph(folder).x[0].tolist() == [0.0, 1.0, 3.0]
+
+
+def test_edge_weights_are_kept_from_folders_and_saved_data_and_edge_attr_warns(tmp_path: Path) -> None:
+    weights = np.array([0.5, 2.0, 1.0, 0.0, 3.0])
+    folder = _write_csv(tmp_path / "g")
+    (folder / "edge_weight.csv").write_text("weight\n" + "".join(f"{w}\n" for w in weights))
+    assert torch.equal(load_graph(folder).edge_weight, torch.from_numpy(weights).float())
+    fields = dict(x=torch.from_numpy(X), edge_index=torch.from_numpy(EDGES.T), y=torch.from_numpy(Y),
+                  edge_weight=torch.from_numpy(weights), edge_attr=torch.rand(5, 2))
+    torch.save(Data(**fields), tmp_path / "graph.pt")
+    with pytest.warns(UserWarning, match=r"edge_attr is not used .*give edge_weight \[E\] instead"):
+        data = load_graph(tmp_path / "graph.pt")
+    assert torch.equal(data.edge_weight, torch.from_numpy(weights).float()) and "edge_attr" not in data
+
+
+def test_a_split_stored_in_part_says_how_to_fix_it(tmp_path: Path) -> None:
+    from diffusion_pde.training.experiment import make_split
+
+    data = validate_graph_data(Data(x=torch.from_numpy(X), edge_index=torch.from_numpy(EDGES.T), y=torch.from_numpy(Y),
+                                    train_mask=torch.from_numpy(TRAIN)))
+    with pytest.raises(ValueError, match=r"it has train_mask but not val_mask, test_mask\): give all three masks .* or "
+                                         r"use a random split \(split='random', --split random\)"):
+        make_split(data, "fixed", 0)
+    assert make_split(data, "random", 0, per_class=1, num_val=1, num_test=1).train.numel() == 2
+
+
+@pytest.mark.parametrize(("labels", "match"), [
+    ([0, 0, 0, 1, 1, 1, 2], r"class 2 has only 1 node, too few for a random split .*drop that class's node or merge the "
+                            r"class into another .*or give train/val/test masks"),
+    ([0, 0, 0, 2, 2, 2], r"no node has the label 1, but the labels run up to 2: relabel the classes to 0\.\.C-1 without "
+                         r"gaps, or give train/val/test masks"),
+])
+def test_random_splits_of_classes_too_small_to_split_say_a_fix_that_works(labels: list[int], match: str) -> None:
+    from diffusion_pde.data import random_sizes, random_split
+
+    y = torch.tensor(labels)
+    with pytest.raises(ValueError, match=match):
+        random_split(y, 0, **random_sizes(y, builtin=False))
+
+
+def test_a_weighted_graph_trains_and_predicts_with_its_weights(tmp_path: Path) -> None:
+    from diffusion_pde.models import ModelConfig
+    from diffusion_pde.training import TrainConfig, load_model, predict, run_experiment
+
+    g = torch.Generator().manual_seed(0)
+    n = 24
+    ring = torch.stack([torch.arange(n), (torch.arange(n) + 1) % n])
+    edges = torch.cat([ring, ring.flip(0), torch.randint(0, n, (2, 24), generator=g)], dim=1)
+    plain = Data(x=torch.rand(n, 3, generator=g), edge_index=edges, y=torch.arange(n) % 2)
+    weighted = plain.clone()
+    weighted.edge_weight = torch.rand(edges.shape[1], generator=g) * 3
+    torch.save(weighted, tmp_path / "weighted.pt")
+    config, train = ModelConfig(model="gcn", hidden=8), TrainConfig(epochs=3, lr=0.05)
+    losses = {}
+    for name, graph in (("plain", plain), ("weighted", tmp_path / "weighted.pt")):
+        payload = run_experiment(graph, config, train, out=tmp_path / name, progress=False, log=lambda line: None)
+        losses[name] = [row["loss"] for row in load_checkpoint_history(tmp_path / name)]
+        assert payload["weighted"] is (name == "weighted")
+    assert losses["plain"] != pytest.approx(losses["weighted"])       # same seed, other operator: the weights count
+    run = tmp_path / "weighted" / "split0" / "run0"
+    own = predict(load_model(run), weighted).probabilities           # the run's own (weighted) graph, from its file
+    assert torch.allclose(own, predict(load_model(run, weighted), weighted).probabilities)
+    assert not torch.allclose(own, predict(load_model(run, plain), plain).probabilities)
+
+
+def load_checkpoint_history(out: Path) -> list[dict[str, float]]:
+    from diffusion_pde.training import load_checkpoint
+
+    return load_checkpoint(out / "split0" / "run0" / "last.pt")["history"]

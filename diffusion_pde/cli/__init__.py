@@ -2,6 +2,8 @@
 
 Exit codes: 0 success, 1 a failed check (``check``), 2 a usage error (a bad argument, found before
 any work started) or a training run stopped by a NaN/Inf, each printed as one line; 130 Ctrl-C.
+When the reader of the output goes away (``diffusion-pde train ... | head -1``), the command stops
+quietly with exit code 141 (128 + SIGPIPE, as a shell reports a command killed by SIGPIPE).
 Any other error is a failure of the work itself and keeps its traceback. Warnings (e.g. a class
 without training nodes) are one line each, ``diffusion-pde COMMAND: warning: ...``.
 """
@@ -9,6 +11,7 @@ without training nodes) are one line each, ``diffusion-pde COMMAND: warning: ...
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from typing import Sequence
@@ -47,6 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(2, f"diffusion-pde {args.command}: error: {' '.join(str(err).splitlines())}\n")
     except KeyboardInterrupt:
         parser.exit(130, "interrupted\n")
+    except BrokenPipeError:
+        # Python's documented way: point stdout at devnull so that the flush at exit cannot fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@ The model is rebuilt from the run's ``best.pt`` (its settings, weights and the i
 dataset it was trained on); its graph operators are built from the graph predicted on: the run's
 own dataset, or ``--dataset`` (a built-in name or your own graph, with as many features per node as
 the training graph; labels are not needed). The CSV has one row per node: ``node``, ``predicted``
-(the most probable class), ``p_0`` .. ``p_{C-1}`` and, with ``--embeddings``, ``h_0`` .. ``h_{d-1}``
-(the hidden state the decoder reads). It is written atomically.
+(the most probable class), ``p_0`` .. ``p_{C-1}`` and, with ``--embeddings``, ``h_0`` .. ``h_{d-1}``,
+the last state before the decoder: the final hidden state for difformer_s, difformer_a and
+transformer, the encoder's output for mlp, and the class scores (logits) for gcn, gat and appnp
+(for sgc without its bias), whose last step works on class scores. It is written atomically.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 from ..data import open_dataset
-from ..training.inference import PREDICTIONS_HEADER, load_model, predict, read_checkpoint, run_dataset, write_predictions
+from ..training.inference import PREDICTIONS_FILE, load_model, predict, read_checkpoint, run_dataset, write_predictions
 from ..training.outputs import check_output_file
 from ._common import HelpFormatter, flag_names, print_json, resolve_device, usage_errors
 
@@ -31,9 +33,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                    help="with --dataset NAME: the folder with the PyG raw files (default: the run's own root for its "
                         "own dataset, else download)")
     p.add_argument("--out", required=True, metavar="FILE.csv", help="the predictions (CSV, one row per node)")
-    p.add_argument("--embeddings", action="store_true", help="also write the hidden states h_0..h_{d-1}")
+    p.add_argument("--embeddings", action="store_true",
+                   help="also write h_0..h_{d-1}, the last state before the decoder: the final hidden state "
+                        "(difformer_s, difformer_a, transformer), the encoder's output (mlp), or the class scores "
+                        "(gcn, gat, appnp; sgc before its bias)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace --out if it is a predictions file written by diffusion-pde (any other file is kept)")
+                   help="replace --out if it is a predictions file written by diffusion-pde (its first line is "
+                        "node,predicted,p_0,...; any other file is kept)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (CUDA when available)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     p.set_defaults(run=run, flags=flag_names(p))
@@ -41,7 +47,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     with usage_errors(args.flags):
-        out = check_output_file(args.out, "--out", args.overwrite, ours=PREDICTIONS_HEADER)
+        out = check_output_file(args.out, "--out", args.overwrite, ours=PREDICTIONS_FILE)
         if args.root is not None and args.dataset is None:
             raise ValueError("--root goes with --dataset NAME; the run's own dataset is read from the root it was "
                              "trained with: drop --root or add --dataset")
@@ -54,10 +60,12 @@ def run(args: argparse.Namespace) -> int:
     write_predictions(predictions, out, embeddings=args.embeddings)
     num_nodes, num_classes = predictions.probabilities.shape
     summary = {"checkpoint": str(path), "epoch": ckpt["epoch"], "dataset": data.name, "num_nodes": num_nodes,
+               "num_edges": int(data.edge_index.shape[1]),
                "num_classes": num_classes, "embeddings": args.embeddings, "out": str(out)}
     if args.json:
         print_json(summary)
     else:
-        print(f"{data.name}: {num_nodes} nodes, {num_classes} classes, predicted by {path} (epoch {ckpt['epoch']}); "
+        print(f"{data.name}: {num_nodes} nodes, {int(data.edge_index.shape[1])} edges"
+              f"{' (weighted)' if getattr(data, 'edge_weight', None) is not None else ''}, {num_classes} classes, predicted by {path} (epoch {ckpt['epoch']}); "
               f"written to {out}")
     return 0

@@ -24,9 +24,10 @@ import torch
 from ..diffusivities import diffusivity_for
 from ..energies import normalised_dirichlet_energy
 from ..models import NodeClassifier, build_model
+from ..models.config import SOURCE_TERM_MODELS, model_uses
 from ..training import prepare_experiment
 from ..training.checkpoint import save_figure_atomic, write_json_atomic
-from ..training.outputs import check_out, make_results_folder, remove_results
+from ..training.outputs import SWEEP_LAYOUT, check_out, make_results_folder, remove_results, results_path
 from ._common import HelpFormatter, flag_names, format_table, print_json, resolve_device, usage_errors
 from .train import SIZE_FLAGS, add_model_arguments, settings_from_args
 
@@ -38,8 +39,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("sweep")
     g.add_argument("--depths", nargs="+", type=int, default=[2, 4, 8, 16, 32, 64], help="numbers of layers L")
     g.add_argument("--taus", nargs="+", type=float, default=[0.1, 0.25, 0.5, 0.8], help="Euler steps tau")
-    g.add_argument("--source-weights", nargs="+", type=float, default=[0.0, 0.1], metavar="MU",
-                   help="source weights mu (0 = no source term)")
+    g.add_argument("--source-weights", nargs="+", type=float, default=None, metavar="MU",
+                   help="source weights mu (0 = no source term; default: 0 0.1, and only 0 for gcn and gat, which have "
+                        "no source term)")
     g.add_argument("--out", default="runs/sweep", metavar="DIR",
                    help="results, checkpoints and plots; a new or empty folder, or one of our results folders")
     g.add_argument("--resume", action="store_true", help="skip finished configurations, continue interrupted ones")
@@ -49,9 +51,31 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     g.add_argument("--plot", action="store_true", help="save sweep.png (accuracy and energy versus depth) in --out")
     g.add_argument("--json", action="store_true", help="print the results as JSON")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
-    # the swept settings are set by the sweep's flags, not by --layers, --tau, --source-weight
-    p.set_defaults(run=run, flags={**flag_names(p), "num_layers": "--depths", "tau": "--taus",
-                                   "source_weight": "--source-weights"})
+    # the swept settings are set by the sweep's flags; --layers, --tau, --source-weight are refused
+    p.set_defaults(run=run, flags={**flag_names(p), **SWEPT})
+
+
+SWEPT = {"num_layers": "--depths", "tau": "--taus", "source_weight": "--source-weights"}  # setting -> the sweep's flag
+
+
+def check_sweep(args: argparse.Namespace) -> None:
+    """The sweep varies depth, step and source weight: their single-value flags and a model
+    that uses none of them are refused."""
+    for name, sweep_flag in SWEPT.items():
+        if getattr(args, name) is not None:
+            flag = {"num_layers": "--layers", "tau": "--tau", "source_weight": "--source-weight"}[name]
+            raise ValueError(f"{flag}: the sweep sets {name} from {sweep_flag}; drop {flag} (give {sweep_flag} one value "
+                             "to fix it)")
+    if not any(model_uses(args.model, name) for name in SWEPT):
+        raise ValueError(f"--model {args.model} has no layers, step or source term for the sweep to vary; choose another "
+                         "--model (or train it with diffusion-pde train)")
+
+
+def source_weights(args: argparse.Namespace) -> list[float]:
+    """--source-weights as given, else 0 and 0.1 where the model has a source term, only 0 where not."""
+    if args.source_weights is not None:
+        return args.source_weights
+    return [0.0, 0.1] if args.model in SOURCE_TERM_MODELS else [0.0]
 
 
 def normalised_energy(model: NodeClassifier, x: torch.Tensor, graph_operator) -> list[float]:
@@ -62,12 +86,13 @@ def normalised_energy(model: NodeClassifier, x: torch.Tensor, graph_operator) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    grid = list(itertools.product(args.source_weights, args.taus, args.depths))
     with usage_errors(args.flags):
+        check_sweep(args)
+        grid = list(itertools.product(source_weights(args), args.taus, args.depths))
         settings = [settings_from_args(args, num_layers=depth, tau=tau, source_weight=mu) for mu, tau, depth in grid]
         device = resolve_device(args.device)
-        out = Path(args.out)
-        check_out(out, args.resume, args.overwrite)
+        check_out(Path(args.out), args.resume, args.overwrite)  # its messages show --out as given
+        out = results_path(args.out)
         experiments = []
         for (mu, tau, depth), (model_config, train_config) in zip(grid, settings):  # the data is loaded once, by the first
             experiments.append(prepare_experiment(
@@ -77,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
                 **{name: getattr(args, name) for name in SIZE_FLAGS}))
         data, split = experiments[0].data, experiments[0].split
     if args.overwrite:
-        remove_results(out)
+        remove_results(out, SWEEP_LAYOUT)
     make_results_folder(out)
     graph_operator = diffusivity_for("random_walk", graph=data).to(device)
     rows: list[dict[str, Any]] = []

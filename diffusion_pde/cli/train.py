@@ -14,7 +14,7 @@ import solvers
 
 from ..data import DATASETS, SPLIT_KINDS, available_datasets
 from ..models import MODELS, ModelConfig
-from ..models.config import QK_NORMS
+from ..models.config import DISCRETE_SETTINGS, QK_NORMS, model_uses
 from ..training import MODEL_DEFAULTS, PRESETS, TrainConfig, prepare_experiment, resolve
 from ..training.config import DATASET_DEFAULTS
 from ..training.metrics import METRIC_LABELS, METRICS
@@ -23,6 +23,7 @@ from ._common import HelpFormatter, count_or_fraction, flag_names, print_json, r
 
 _FIELD_DEFAULTS = {f.name: f.default for config in (ModelConfig, TrainConfig) for f in dataclasses.fields(config)}
 _SHOWN = {None: "none", True: "on", False: "off"}
+_TRAIN_SETTINGS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 def _shown(value: Any) -> str:
@@ -30,17 +31,21 @@ def _shown(value: Any) -> str:
 
 
 def setting_default(name: str) -> str:
-    """The real default of setting ``name`` before a preset, per model (from :data:`MODEL_DEFAULTS`)
-    and per dataset (the dataset defaults), the default model's value first."""
+    """The real default of setting ``name`` before a preset, per model (from :data:`MODEL_DEFAULTS`;
+    only the models that use it) and per dataset (the dataset defaults), the default model's
+    value first."""
     by_value: dict[str, list[str]] = {}
-    for model in MODELS:
+    users = [model for model in MODELS if name in _TRAIN_SETTINGS or model_uses(model, name)]
+    for model in users:
         by_value.setdefault(_shown(MODEL_DEFAULTS[model].get(name, _FIELD_DEFAULTS[name])), []).append(model)
     if len(by_value) == 1:
         by_value = {value: [] for value in by_value}
     for dataset, settings in DATASET_DEFAULTS.items():
         if name in settings:
             by_value.setdefault(_shown(settings[name]), []).append(dataset)
-    return "default: " + "; ".join(value + (f" for {', '.join(users)}" if users else "") for value, users in by_value.items())
+    unused = [model for model in MODELS if model not in users]
+    return "default: " + "; ".join(value + (f" for {', '.join(users)}" if users else "") for value, users in by_value.items()) \
+        + (f"; not used by {', '.join(unused)}" if unused else "")
 
 
 def _setting(group: argparse._ArgumentGroup, flag: str, help: str, **kwargs: Any) -> None:
@@ -131,8 +136,8 @@ SIZE_FLAGS = ("per_class", "num_val", "num_test")
 
 
 def settings_from_args(args: argparse.Namespace, **changes: Any) -> tuple[ModelConfig, TrainConfig]:
-    """(ModelConfig, TrainConfig) from the flags, the preset and the model's defaults; solver
-    flags that the model would ignore are refused."""
+    """(ModelConfig, TrainConfig) from the flags, the preset and the model's defaults (``changes``
+    win over the flags); a flag the model would ignore is refused (:func:`check_used`)."""
     overrides = {name: getattr(args, name) for name in SETTING_FLAGS}
     overrides.update(changes)
     model_config, train_config = resolve(args.dataset, args.model, args.preset, **overrides)
@@ -149,7 +154,30 @@ def settings_from_args(args: argparse.Namespace, **changes: Any) -> tuple[ModelC
         raise ValueError(f"{', '.join(fixed_only)} appl{'ies' if len(fixed_only) == 1 else 'y'} to adaptive methods, but "
                          f"--method {model_config.method} takes fixed steps (--n-steps): drop "
                          f"{'it' if len(fixed_only) == 1 else 'them'} or choose an adaptive method such as dopri5")
+    check_used(args, model_config)
     return model_config, train_config
+
+
+def check_used(args: argparse.Namespace, model_config: ModelConfig) -> None:
+    """Refuse a model flag given on the command line that ``model_config``'s model does not use
+    (:meth:`ModelConfig.used_settings`); settings from defaults and presets are not checked."""
+    used = model_config.used_settings()
+    for name in SETTING_FLAGS:
+        value = getattr(args, name)
+        if value is None or name in used or name in _TRAIN_SETTINGS:
+            continue
+        setting = args.flags[name]
+        flag = setting if value is not False else "--no-" + setting[2:]
+        model = model_config.model
+        if not model_uses(model, name):
+            users = ", ".join(m for m in MODELS if model_uses(m, name))
+            raise ValueError(f"{flag}: model {model} does not use {setting}, so it would be ignored; drop {flag}, or "
+                             f"choose a model that uses it ({users})")
+        if name in DISCRETE_SETTINGS:
+            raise ValueError(f"{flag}: {setting} sets the discrete layers, but this {model} model has --depth continuous "
+                             "(it integrates over [0, --t1]), so it would be ignored; drop it or use --depth discrete")
+        raise ValueError(f"{flag}: {setting} weighs the graph term, which --no-graph turns off, so it would be "
+                         "ignored; drop one of them")
 
 
 def dataset_key(dataset: str) -> str:
@@ -195,7 +223,9 @@ def run(args: argparse.Namespace) -> int:
         )
     data, first = experiment.data, next(iter(experiment.node_splits.values()))
     log = (lambda line: None) if (args.quiet or args.json) else print
-    log(f"{data.name}: {args.model} ({model_config.describe()}), {train_config.epochs} epochs, lr {train_config.lr}, "
+    weighted = " (weighted)" if getattr(data, "edge_weight", None) is not None else ""
+    log(f"{data.name} ({data.num_nodes} nodes, {data.edge_index.shape[1]} edges{weighted}, {data.x.shape[1]} features): "
+        f"{args.model} ({model_config.describe()}), {train_config.epochs} epochs, lr {train_config.lr}, "
         f"weight decay {train_config.weight_decay}; {args.splits} {experiment.split} split(s) from index "
         f"{args.first_split} ({first.train.numel()} training, {first.val.numel()} validation, {first.test.numel()} "
         f"test nodes) x {args.runs} run(s) on {device}")

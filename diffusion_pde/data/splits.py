@@ -72,11 +72,22 @@ def random_split(y: torch.Tensor, seed: int, *, per_class: int = 20, num_val: in
     train = []
     for c in range(int(y.max()) + 1):
         members = (y == c).nonzero().view(-1)
+        if members.numel() == 0:
+            raise ValueError(
+                f"no node has the label {c}, but the labels run up to {int(y.max())}: relabel the classes to 0..C-1 "
+                "without gaps, or give train/val/test masks with the graph (a fixed split)"
+            )
+        if members.numel() == 1:
+            raise ValueError(
+                f"class {c} has only 1 node, too few for a random split (it needs a training node and others for "
+                "validation and test): drop that class's node or merge the class into another (and relabel to "
+                "0..C-1), or give train/val/test masks with the graph (a fixed split)"
+            )
         if members.numel() <= per_class:
             raise ValueError(
                 f"class {c} has only {members.numel()} nodes, too few for {per_class} training nodes per class "
-                "(some must stay for validation and test); use a smaller per_class (--train-per-class) or a split stored "
-                "with the data (--split public/geom-gcn/fixed, or masks in your own graph)"
+                f"(some must stay for validation and test); use per_class (--train-per-class) {members.numel() - 1} "
+                "or less, or a split stored with the data (--split public/geom-gcn/fixed, or masks in your own graph)"
             )
         train.append(members[torch.randperm(members.numel(), generator=generator)[:per_class]])
     train_index = torch.cat(train)
@@ -96,11 +107,17 @@ def random_split(y: torch.Tensor, seed: int, *, per_class: int = 20, num_val: in
 
 def mask_split(data: Data, kind: str, index: int) -> Split:
     """The split stored as masks on ``data``: [N] masks (``public``) or column ``index`` of [N, K]."""
+    names = ("train_mask", "val_mask", "test_mask")
+    missing = [name for name in names if getattr(data, name, None) is None]
+    if missing:
+        given = [name for name in names if name not in missing]
+        raise ValueError(f"dataset {getattr(data, 'name', '?')!r} has no stored {kind} split ("
+                         + (f"it has {', '.join(given)} but not {', '.join(missing)}" if given else "it has no masks")
+                         + "): give all three masks (train_mask, val_mask, test_mask) with the graph, or use a random "
+                         "split (split='random', --split random)")
     masks = []
-    for name in ("train_mask", "val_mask", "test_mask"):
-        mask = getattr(data, name, None)
-        if mask is None:
-            raise ValueError(f"dataset {getattr(data, 'name', '?')!r} has no stored {kind} split ({name} missing)")
+    for name in names:
+        mask = getattr(data, name)
         if mask.dim() == 2:
             if not 0 <= index < mask.shape[1]:
                 raise ValueError(f"split index {index} out of range: the dataset has {mask.shape[1]} {kind} splits (0..{mask.shape[1] - 1})")

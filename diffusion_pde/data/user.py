@@ -8,12 +8,18 @@ Accepted forms of ``path`` (:func:`load_graph`):
 
   | name | shape | ``.csv`` form |
   |---|---|---|
-  | ``edge_index`` (required) | [2, E] integers, row 0 sources, row 1 targets (PyG) | E lines ``source,target`` |
+  | ``edge_index`` (required) | [2, E] integers, row 0 sources, row 1 targets (PyG) | E lines ``source,target`` (a header alone: no edges) |
+  | ``edge_weight`` (optional) | [E] finite weights >= 0, in the order of the edges | E lines, one weight each |
   | ``x`` (required) | [N, F] numbers | N lines of F comma-separated numbers |
   | ``y`` (required for training) | [N] integer labels 0..C−1 | N lines, one label each |
   | ``train_mask``, ``val_mask``, ``test_mask`` (optional, all or none) | [N] or [N, K] booleans (K splits) | N lines of 0/1 (K columns) |
 
-  A first ``.csv`` line that is not numeric is taken as a header and skipped.
+  A first ``.csv`` line that is not numeric is taken as a header and skipped. An ``x.csv`` whose
+  first line is ``0,1,...,F-1`` is refused: that is the header pandas writes for unnamed columns
+  (``to_csv(index=False)``), which would be read as a node; write it with ``header=False``.
+
+A saved ``Data`` may carry ``edge_weight`` [E] (used by the graph operators); ``edge_attr`` is
+not used (a warning says so).
 
 :func:`validate_graph_data` checks and converts any ``Data`` (whatever its origin) before work
 starts; :func:`validate_split` checks a train/validation/test split against it. Every error
@@ -33,6 +39,7 @@ from .splits import Split
 
 FIELDS = ("edge_index", "x", "y")
 MASKS = ("train_mask", "val_mask", "test_mask")
+OPTIONAL = ("edge_weight", *MASKS)
 SUFFIXES = (".npy", ".csv")
 
 
@@ -86,22 +93,34 @@ def _read_saved(path: Path) -> Data:
 def _read_folder(folder: Path, require_labels: bool) -> Data:
     tensors: dict[str, torch.Tensor] = {}
     required = FIELDS if require_labels else ("edge_index", "x")
-    for name in FIELDS + MASKS:
+    for name in FIELDS + OPTIONAL:
         found = [folder / f"{name}{suffix}" for suffix in SUFFIXES if (folder / f"{name}{suffix}").is_file()]
         if len(found) > 1:
             raise ValueError(f"dataset folder {folder} holds both {found[0].name} and {found[1].name}; keep one")
         if not found:
             if name in required:
                 raise FileNotFoundError(f"dataset folder {folder} has no {name}.csv or {name}.npy (required: "
-                                        f"{', '.join(FIELDS)}; optional: {', '.join(MASKS)})")
+                                        f"{', '.join(FIELDS)}; optional: {', '.join(OPTIONAL)})")
             continue
-        value = _read_array(found[0], integer=name in ("edge_index", "y"))
-        if name == "edge_index" and found[0].suffix == ".csv":
+        path = found[0]
+        value = _read_array(path)
+        if name == "x" and path.suffix == ".csv" and _pandas_header(path):
+            raise ValueError(f"{path}: its first line {_first_csv_line(path)!r} looks like the column header pandas writes "
+                             "for unnamed columns (to_csv(index=False)) and would be read as a node; write the file with "
+                             "to_csv(path, index=False, header=False), or name the columns")
+        if name == "edge_index" and path.suffix == ".csv":
+            if value.size == 0:
+                value = value.reshape(0, 2)  # a header alone: a graph without edges
             if value.ndim != 2 or value.shape[1] != 2:
-                raise ValueError(f"{found[0]} must have two columns (source,target) per line, got shape {value.shape}")
+                width = value.shape[1] if value.ndim == 2 else 1
+                raise ValueError(f"{path} has {width} column(s) per line, but must have two (source,target)"
+                                 + ("; put edge weights in edge_weight.csv (one per line, in the order of the edges)"
+                                    if width == 3 else ""))
             value = value.T
-        elif name not in ("edge_index", "x") and value.ndim == 2 and value.shape[1] == 1:
-            value = value[:, 0]  # a one-column file of labels or of one split's mask
+        elif name not in ("edge_index", "x") and value.ndim == 2 and value.shape[1] <= 1:
+            value = value.reshape(value.shape[0])  # a one-column file of labels, weights or one split's mask
+        if name in ("edge_index", "y"):
+            value = _integers(value, path)
         tensors[name] = torch.from_numpy(np.ascontiguousarray(value))
     given = [m for m in MASKS if m in tensors]
     if given and len(given) != len(MASKS):
@@ -111,19 +130,35 @@ def _read_folder(folder: Path, require_labels: bool) -> Data:
     return Data(**tensors, num_nodes=int(tensors["x"].shape[0]))
 
 
-def _read_array(path: Path, integer: bool) -> np.ndarray:
-    """The array in ``path`` (.npy or .csv); integer-valued floats become int64 when ``integer``."""
+def _read_array(path: Path) -> np.ndarray:
+    """The numbers in ``path`` (.npy or .csv)."""
     try:
         value = np.load(path, allow_pickle=False) if path.suffix == ".npy" else _read_csv(path)
     except ValueError as err:
         raise ValueError(f"{path} could not be parsed: {err}") from None
     if not (np.issubdtype(value.dtype, np.number) or value.dtype == bool):
         raise TypeError(f"{path} must hold numbers, got dtype {value.dtype}")
-    if integer and value.size and np.issubdtype(value.dtype, np.floating):
+    return value
+
+
+def _integers(value: np.ndarray, path: Path) -> np.ndarray:
+    """``value`` as int64 when it holds integer values (node indices or class labels)."""
+    if np.issubdtype(value.dtype, np.floating):
         if not np.all(np.isfinite(value)) or not np.all(value == np.round(value)):
             raise ValueError(f"{path} must hold integers (node indices or class labels), found non-integer values")
         value = value.astype(np.int64)
     return value
+
+
+def _first_csv_line(path: Path) -> str:
+    with path.open() as handle:
+        return next((line.strip() for line in handle if line.strip()), "")
+
+
+def _pandas_header(path: Path) -> bool:
+    """Whether the first line of ``path`` is ``0,1,...,F-1`` (F >= 2): pandas' header for unnamed columns."""
+    cells = [cell.strip() for cell in _first_csv_line(path).split(",")]
+    return len(cells) >= 2 and cells == [str(i) for i in range(len(cells))]
 
 
 def _read_csv(path: Path) -> np.ndarray:
@@ -150,9 +185,11 @@ def validate_graph_data(data: object, *, where: str = "data", dtype: torch.dtype
     """Check a node-classification graph and return a converted copy.
 
     Requirements: ``x`` a finite [N, F] numeric matrix (converted to ``dtype``, default: float32
-    unless already floating), ``edge_index`` [2, E] integers in [0, N), ``y`` [N] integer labels
-    0..C−1 (optional with ``require_labels=False``), optional masks [N] or [N, K] of booleans (or
-    0/1). The result carries ``num_classes`` (when labelled), ``name`` and ``source``.
+    unless already floating), ``edge_index`` [2, E] integers in [0, N), optional ``edge_weight``
+    [E] finite and >= 0 (kept, converted like ``x``), ``y`` [N] integer labels 0..C−1 (optional
+    with ``require_labels=False``), optional masks [N] or [N, K] of booleans (or 0/1), all of one
+    shape. ``edge_attr`` is dropped with a warning (no model reads it). The result carries
+    ``num_classes`` (when labelled), ``name`` and ``source``.
 
     Raises:
         TypeError / ValueError: naming ``where``, the field and the fix.
@@ -188,6 +225,11 @@ def validate_graph_data(data: object, *, where: str = "data", dtype: torch.dtype
         raise ValueError(f"{where}: edge_index holds node indices outside [0, N) = [0, {n}) (min {int(edge_index.min())}, "
                          f"max {int(edge_index.max())}); N is the number of rows of x")
     out = Data(x=x, edge_index=edge_index, num_nodes=n)
+    if getattr(data, "edge_weight", None) is not None:
+        out.edge_weight = _edge_weight(data.edge_weight, edge_index.shape[1], where, x.dtype)
+    if getattr(data, "edge_attr", None) is not None:
+        warnings.warn(f"{where}: edge_attr is not used (no model reads edge features); to weight the edges give "
+                      "edge_weight [E] instead", UserWarning, stacklevel=2)
     if y is not None:
         out.y = _labels(y, n, where)
         out.num_classes = int(out.y.max()) + 1
@@ -195,10 +237,32 @@ def validate_graph_data(data: object, *, where: str = "data", dtype: torch.dtype
         value = getattr(data, mask, None)
         if value is not None:
             out[mask] = _mask(value, n, f"{where}: {mask}")
+    shapes = {mask: tuple(out[mask].shape) for mask in MASKS if getattr(out, mask, None) is not None}
+    if len(set(shapes.values())) > 1:
+        shown = ", ".join(f"{mask} {list(shape)}" for mask, shape in shapes.items())
+        raise ValueError(f"{where}: the masks have different shapes ({shown}); give all of them as [N] (one split) "
+                         "or all as [N, K] (K splits)")
     out.name = getattr(data, "name", None) or "data"
     if getattr(data, "source", None) is not None:
         out.source = data.source
     return out
+
+
+def _edge_weight(weight: object, num_edges: int, where: str, dtype: torch.dtype) -> torch.Tensor:
+    if not isinstance(weight, torch.Tensor) or weight.is_complex() or weight.dtype == torch.bool:
+        raise TypeError(f"{where}: edge_weight must be a tensor of real numbers [E], got "
+                        f"{weight.dtype if isinstance(weight, torch.Tensor) else type(weight).__name__}")
+    if weight.dim() == 2 and weight.shape[1] == 1:
+        weight = weight.view(-1)
+    if weight.shape != (num_edges,):
+        raise ValueError(f"{where}: edge_weight must hold one weight per edge, shape [E] = [{num_edges}] (the columns of "
+                         f"edge_index), got {tuple(weight.shape)}")
+    weight = weight.to(dtype)
+    if not bool(torch.isfinite(weight).all()) or bool((weight < 0).any()):
+        edge = int((~torch.isfinite(weight) | (weight < 0)).nonzero()[0])
+        raise ValueError(f"{where}: edge_weight must be finite and >= 0, but edge {edge} has weight {float(weight[edge])}; "
+                         "fix or drop that edge")
+    return weight
 
 
 def _labels(y: torch.Tensor, n: int, where: str) -> torch.Tensor:

@@ -16,6 +16,31 @@ ATTENTION_MODELS = ("difformer_s", "difformer_a", "transformer")
 CONTINUOUS_MODELS = ATTENTION_MODELS + ("sgc", "appnp")
 DEPTHS = ("discrete", "continuous")
 INPUT_DROPOUT_MODELS = ATTENTION_MODELS + ("mlp",)
+SOURCE_TERM_MODELS = ATTENTION_MODELS + ("sgc", "appnp")  # GCN/GAT change width between layers: no Z⁰ to return to
+
+_ATTENTION_SETTINGS = ("hidden", "heads", "dropout", "input_dropout", "use_graph", "graph_weight", "source_weight",
+                       "value_proj", "layer_norm")
+# The settings each model reads (besides ``model`` and ``depth``; ``num_layers``/``tau`` only at
+# discrete depth, the solver settings only at continuous depth, ``graph_weight`` only with the
+# graph term): the one place that knows it (``describe``, the command line and the results use it).
+MODEL_SETTINGS: dict[str, tuple[str, ...]] = {
+    "difformer_s": (*_ATTENTION_SETTINGS, "qk_norm"),
+    "difformer_a": (*_ATTENTION_SETTINGS, "qk_norm"),
+    "transformer": _ATTENTION_SETTINGS,
+    "gcn": ("hidden", "dropout"),
+    "gat": ("hidden", "heads", "dropout"),
+    "sgc": ("source_weight",),
+    "appnp": ("hidden", "dropout", "source_weight"),
+    "mlp": ("hidden", "dropout", "input_dropout", "layer_norm"),
+}
+DISCRETE_SETTINGS = ("num_layers", "tau")
+SOLVER_SETTINGS = ("method", "t1", "n_steps", "rtol", "atol", "adjoint")
+
+
+def model_uses(model: str, setting: str) -> bool:
+    """Whether ``model`` reads ``setting`` at some depth (with some method)."""
+    return setting in ("model", "depth") or setting in MODEL_SETTINGS[model] or \
+        (setting in DISCRETE_SETTINGS and model != "mlp") or (setting in SOLVER_SETTINGS and model in CONTINUOUS_MODELS)
 
 
 @dataclass(frozen=True)
@@ -92,6 +117,13 @@ class ModelConfig:
             raise ValueError(f"graph_weight must lie in (0, 1), or be None to sum the graph term, got {self.graph_weight!r}")
         if not 0.0 <= self.source_weight < 1.0:
             raise ValueError(f"source_weight must lie in [0, 1), got {self.source_weight!r}")
+        if self.source_weight > 0 and self.model not in SOURCE_TERM_MODELS:
+            raise ValueError(
+                f"source_weight={self.source_weight}: model {self.model!r} "
+                + ("has no propagation to add a source term to" if self.model == "mlp" else
+                   "changes the width between its layers, so a source term towards Z⁰ is undefined")
+                + "; leave source_weight at 0, or use model='appnp' (propagation with a source term) or a difformer_* model"
+            )
         if self.qk_norm not in QK_NORMS:
             raise ValueError(f"qk_norm must be one of {', '.join(QK_NORMS)}, got {self.qk_norm!r}")
         if self.model == "difformer_s":
@@ -115,6 +147,23 @@ class ModelConfig:
     @property
     def is_adaptive(self) -> bool:
         return self.method not in solvers.fixed_step_methods()
+
+    def used_settings(self) -> tuple[str, ...]:
+        """The settings this model reads, in field order: :data:`MODEL_SETTINGS`, ``num_layers``
+        and ``tau`` at discrete depth, the settings of its method at continuous depth and
+        ``graph_weight`` only with the graph term."""
+        used = {"model", "depth", *MODEL_SETTINGS[self.model]}
+        if self.depth == "discrete":
+            used.update(DISCRETE_SETTINGS if self.model != "mlp" else ())
+        else:
+            used.update(("method", "t1", *(("rtol", "atol", "adjoint") if self.is_adaptive else ("n_steps",))))
+        if not self.use_graph:
+            used.discard("graph_weight")
+        return tuple(f.name for f in dataclasses.fields(self) if f.name in used)
+
+    def settings(self) -> dict[str, object]:
+        """The settings this model reads (:meth:`used_settings`) and their values."""
+        return {name: getattr(self, name) for name in self.used_settings()}
 
     def describe(self) -> str:
         """A one-line account of the architecture, naming only the settings the model uses."""

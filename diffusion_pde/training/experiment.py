@@ -53,7 +53,7 @@ from .checkpoint import write_json_atomic, write_text_atomic
 from .config import TrainConfig
 from .loop import RunResult, check_metric, evaluate, fingerprint, history_fields, read_last, stored_result, train_run
 from .metrics import METRIC_LABELS, score_key
-from .outputs import check_out, make_results_folder, remove_results
+from .outputs import check_out, make_results_folder, remove_results, results_path
 
 SUMMARY_FIELDS = ("split", "run", "seed", "best_epoch", "metric", "val_score", "test_score", "val_acc", "test_acc",
                   "train_acc", "epochs_run", "stopped_early", "first_epoch_70", "chance", "seconds_per_epoch",
@@ -259,7 +259,8 @@ class Experiment:
             "num_features": int(data.x.shape[1]), "split": self.split, "splits": len(self.node_splits),
             "split_sizes": {str(s): [int(p.numel()) for p in (sp.train, sp.val, sp.test)] for s, sp in self.node_splits.items()},
             "runs": self.runs, "first_split": first_split, "seed": self.seed, "device": str(data.x.device),
-            "model": dataclasses.asdict(self.model_config), "train": dataclasses.asdict(train_config),
+            "num_edges": int(data.edge_index.shape[1]), "weighted": getattr(data, "edge_weight", None) is not None,
+            "model": self.model_config.settings(), "train": dataclasses.asdict(train_config),
             "summary": summarise(results), "results": [r.summary() for r in results],
             "wall_seconds": time.perf_counter() - started,
         }
@@ -338,9 +339,9 @@ def prepare_experiment(
             raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
     eval_solvers = tuple(eval_solvers)
     check_eval_solvers(model_config, eval_solvers)
-    out_dir = Path(out).expanduser() if out is not None else None
-    if out_dir is not None:
-        check_out(out_dir, resume, overwrite)
+    if out is not None:
+        check_out(Path(out), resume, overwrite)  # its messages show ``out`` as given, before ~ is expanded
+    out_dir = results_path(out) if out is not None else None
     sizes = {"per_class": per_class, "num_val": num_val, "num_test": num_test}
     given = _given_splits(split, splits, first_split, sizes)
     named = isinstance(dataset, str) and dataset in DATASETS

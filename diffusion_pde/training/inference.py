@@ -24,7 +24,31 @@ from ..models import ModelConfig, NodeClassifier, build_model
 from .checkpoint import load_checkpoint, write_text_atomic
 from .loop import REBUILD_KEYS
 
-PREDICTIONS_HEADER = "node,predicted"  # how every predictions file begins (``--overwrite`` replaces only such files)
+# What ``embeddings`` (``h_0..h_{d-1}``) hold for each model: the last state before the decoder.
+EMBEDDINGS = {
+    **{model: "the final hidden state (hidden columns) that the decoder maps to class scores"
+       for model in ("difformer_s", "difformer_a", "transformer")},
+    "mlp": "the encoder's output (hidden columns) that the decoder maps to class scores",
+    "gcn": "the class scores (logits, one column per class): the last layer works on class scores",
+    "gat": "the class scores (logits, one column per class): the last layer works on class scores",
+    "appnp": "the propagated class scores (logits, one column per class)",
+    "sgc": "the propagated class scores before the bias (one column per class)",
+}
+
+
+def predictions_header(num_classes: int, width: int = 0) -> str:
+    """The first line of a predictions file: ``node,predicted,p_0..p_{C-1}[,h_0..h_{d-1}]``."""
+    return ",".join(["node", "predicted", *(f"p_{c}" for c in range(num_classes)), *(f"h_{k}" for k in range(width))])
+
+
+def is_predictions_header(line: str) -> bool:
+    """Whether ``line`` is, as a whole, the first line of a predictions file we write."""
+    cells = line.split(",")
+    return len(cells) > 2 and line == predictions_header(sum(c.startswith("p_") for c in cells),
+                                                          sum(c.startswith("h_") for c in cells))
+
+
+PREDICTIONS_FILE = ("a diffusion-pde predictions file (node,predicted,p_0,...)", is_predictions_header)
 
 
 def find_checkpoint(run: str | Path) -> Path:
@@ -105,7 +129,8 @@ def load_model(run: str | Path, data: Data | None = None, *, device: torch.devic
 @dataclass(frozen=True)
 class Predictions:
     """Per-node outputs of a trained model: ``probabilities`` [N, C] (softmax of the logits) and
-    ``embeddings`` [N, d] (the hidden states the decoder reads)."""
+    ``embeddings`` [N, d], the last state before the decoder (:data:`EMBEDDINGS`: the hidden state
+    for the attention models and mlp, the class scores for gcn, gat, appnp and sgc)."""
 
     probabilities: torch.Tensor
     embeddings: torch.Tensor
@@ -128,16 +153,15 @@ def predict(model: NodeClassifier, data: Data) -> Predictions:
 
 
 def write_predictions(predictions: Predictions, path: str | Path, *, embeddings: bool = False) -> None:
-    """CSV, atomically: ``node,predicted,p_0..p_{C-1}`` (and ``h_0..h_{d-1}`` with ``embeddings``)."""
+    """CSV, atomically: ``node,predicted,p_0..p_{C-1}`` (and ``h_0..h_{d-1}`` with ``embeddings``,
+    :data:`EMBEDDINGS`)."""
     probabilities = predictions.probabilities.double().numpy()
     columns = [np.arange(len(probabilities))[:, None], predictions.predicted.numpy()[:, None], probabilities]
-    header = [PREDICTIONS_HEADER] + [f"p_{c}" for c in range(probabilities.shape[1])]
-    formats = ["%d", "%d"] + ["%.9g"] * probabilities.shape[1]
     if embeddings:
-        hidden = predictions.embeddings.double().numpy()
-        columns.append(hidden)
-        header += [f"h_{k}" for k in range(hidden.shape[1])]
-        formats += ["%.9g"] * hidden.shape[1]
+        columns.append(predictions.embeddings.double().numpy())
+    width = columns[3].shape[1] if embeddings else 0
+    formats = ["%d", "%d"] + ["%.9g"] * (probabilities.shape[1] + width)
     buffer = io.StringIO()
-    np.savetxt(buffer, np.hstack(columns), fmt=formats, delimiter=",", header=",".join(header), comments="")
+    np.savetxt(buffer, np.hstack(columns), fmt=formats, delimiter=",",
+               header=predictions_header(probabilities.shape[1], width), comments="")
     write_text_atomic(buffer.getvalue(), path)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import math
 import time
@@ -200,13 +201,53 @@ def evaluate(model: NodeClassifier, data: Data, split: Split, metric: str = "acc
     return out
 
 
+def _digest(tensor: torch.Tensor | None) -> str | None:
+    """A cheap content hash of ``tensor`` (its dtype, shape and bytes), None for no tensor."""
+    if tensor is None:
+        return None
+    value = tensor.detach().cpu().contiguous()
+    digest = hashlib.blake2b(f"{value.dtype}{tuple(value.shape)}".encode(), digest_size=16)
+    digest.update(value.numpy().tobytes())
+    return digest.hexdigest()
+
+
+# What a change of each fingerprint entry means, for the message refusing a resume.
+_CONTENTS = {"x": "the node features x", "edge_index": "the edges (edge_index)", "edge_weight": "the edge weights",
+             "y": "the labels y", "train": "the training nodes", "val": "the validation nodes", "test": "the test nodes"}
+NOT_FINGERPRINTED = ("checkpoint_every",)  # training settings that do not change the results
+
+
 def fingerprint(model_config: ModelConfig, config: TrainConfig, split: Split, seed: int, data: Data) -> dict[str, Any]:
-    """What a run's checkpoints must have been written with to be resumed: every setting, the
-    dataset's name and shape, the split (kind, index and sizes) and the seed."""
-    return {"model": dataclasses.asdict(model_config), "train": dataclasses.asdict(config),
-            "data": [getattr(data, "name", None), int(data.num_nodes), int(data.x.shape[1]), int(data.y.max()) + 1],
-            "split": [split.kind, split.index, *(int(part.numel()) for part in (split.train, split.val, split.test))],
+    """What a run's checkpoints must have been written with to be resumed: the settings the model
+    uses and those that change training (not ``checkpoint_every``), the dataset's name, shape and
+    contents (hashes of x, edge_index, edge_weight and y), the split (its kind, index and node
+    sets) and the seed."""
+    train = {k: v for k, v in dataclasses.asdict(config).items() if k not in NOT_FINGERPRINTED}
+    return {"model": model_config.settings(), "train": train,
+            "data": {"name": getattr(data, "name", None), "num_nodes": int(data.num_nodes),
+                     "num_features": int(data.x.shape[1]), "num_classes": int(data.y.max()) + 1,
+                     **{name: _digest(getattr(data, name, None)) for name in ("x", "edge_index", "edge_weight", "y")}},
+            "split": {"kind": split.kind, "index": split.index,
+                      **{part: _digest(getattr(split, part).long()) for part in ("train", "val", "test")}},
             "seed": seed}
+
+
+def fingerprint_changes(stored: Any, expected: dict[str, Any]) -> str:
+    """What differs between a checkpoint's ``stored`` fingerprint and the ``expected`` one, in
+    words: ``lr 0.01 then, 0.02 now; the labels y``."""
+    if not isinstance(stored, dict) or set(stored) != set(expected) or \
+            not all(isinstance(stored[key], dict) for key in ("model", "train", "data", "split")):
+        return "it was written by another version of diffusion-pde"
+    changes = []
+    for group in ("model", "train", "data", "split"):
+        old, new = stored[group], expected[group]
+        for key in dict.fromkeys([*new, *old]):
+            if old.get(key) != new.get(key):
+                changes.append(f"{_CONTENTS[key]} changed" if key in _CONTENTS and group in ("data", "split") else
+                               f"{key} {old.get(key, 'unset')!r} then, {new.get(key, 'unset')!r} now")
+    if stored["seed"] != expected["seed"]:
+        changes.append(f"seed {stored['seed']} then, {expected['seed']} now")
+    return "; ".join(changes)
 
 
 def architecture(model: NodeClassifier, data: Data) -> dict[str, Any]:
@@ -230,8 +271,8 @@ def read_last(run_dir: str | Path, expected: dict[str, Any], device: torch.devic
     ckpt = load_checkpoint(path, device, keys=LAST_KEYS,
                            remedy="delete it to train this run again from scratch, or start over with --overwrite")
     if ckpt["fingerprint"] != expected:
-        raise ValueError(f"{path} was written with other settings; resume with the same settings, or start over "
-                         "with --overwrite (or another --out)")
+        raise ValueError(f"{path} was written with other settings or data ({fingerprint_changes(ckpt['fingerprint'], expected)}); "
+                         "resume with the same settings and data, or start over with --overwrite (or another --out)")
     return ckpt
 
 

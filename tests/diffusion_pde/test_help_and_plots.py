@@ -40,7 +40,11 @@ def test_setting_defaults_are_the_real_ones() -> None:
     assert "500 for difformer_s, difformer_a, transformer" in epochs and "100 for sgc" in epochs
     assert all(f"{MODEL_DEFAULTS[m]['epochs']} for" in epochs for m in ("gcn", "sgc"))
     assert "default: accuracy; roc_auc for minesweeper, tolokers" in flags["metric"].help
-    assert re.search(r"default: 64\)$", flags["hidden"].help)        # the same for every model
+    assert re.search(r"default: 64; not used by sgc\)$", flags["hidden"].help)   # the same for every model using it
+    source = flags["source_weight"].help                              # no default for models that cannot use it
+    assert re.search(r"default: 0\.1 for difformer_s, appnp; 0 for difformer_a, transformer, sgc; not used by gat, gcn, "
+                     r"mlp\)$", source)
+    assert flags["layer_norm"].help.endswith("(default: on; not used by gat, gcn, sgc, appnp)")
     help_text = subcommands()["train"].format_help()
     assert "--preset paper" in help_text and "(default: 0)" in help_text  # zero defaults are shown too
 

@@ -175,3 +175,46 @@ def test_build_model_without_labels_takes_num_classes() -> None:
         build_model(ModelConfig(model="gcn"), data)
     with pytest.raises(ValueError, match="num_classes must be a positive int, got 0"):
         build_model(ModelConfig(model="gcn"), data, num_classes=0)
+
+
+@pytest.mark.parametrize("model", ["gcn", "gat"])
+def test_a_source_term_is_refused_for_models_that_change_width(model: str) -> None:
+    with pytest.raises(ValueError, match=rf"^source_weight=0\.3: model '{model}' changes the width between its layers.*"
+                                         r"use model='appnp' .* or a difformer_\* model"):
+        ModelConfig(model=model, source_weight=0.3)
+    assert ModelConfig(model="appnp", source_weight=0.3).source_weight == 0.3
+
+
+OTHER_VALUES = {"num_layers": 3, "hidden": 16, "heads": 2, "tau": 0.3, "input_dropout": 0.1, "use_graph": False,
+                "graph_weight": 0.5, "source_weight": 0.2, "value_proj": True, "layer_norm": False, "method": "euler",
+                "t1": 2.0, "n_steps": 3, "rtol": 1e-3, "atol": 1e-3}
+
+
+@pytest.mark.parametrize("depth", ["discrete", "continuous"])
+@pytest.mark.parametrize("model", ["difformer_s", "difformer_a", "transformer", "gat", "gcn", "sgc", "appnp", "mlp"])
+def test_settings_a_model_does_not_use_do_not_change_it(model: str, depth: str) -> None:
+    """ModelConfig.used_settings is the truth: changing any other setting leaves the model's output
+    as it was (same seed), so refusing such flags and leaving them out of results.json loses nothing."""
+    try:
+        base = ModelConfig(model=model, depth=depth, num_layers=2, hidden=8, qk_norm="row")
+    except ValueError:
+        pytest.skip(f"{model} has no {depth} form")
+    data = random_graph()
+    torch.manual_seed(0)
+    reference = build_model(base, data, dtype=data.x.dtype).eval()(data.x)
+    unused = [name for name in OTHER_VALUES if name not in base.used_settings()]
+    assert unused
+    for name in unused:
+        try:
+            changed = base.replace(**{name: OTHER_VALUES[name]})
+        except ValueError:  # a value the model refuses outright (e.g. a source term for gcn)
+            continue
+        torch.manual_seed(0)
+        assert torch.equal(build_model(changed, data, dtype=data.x.dtype).eval()(data.x), reference), f"{model} uses {name}"
+
+
+def test_results_record_only_the_settings_a_model_uses() -> None:
+    assert ModelConfig(model="gcn").settings() == {"model": "gcn", "depth": "discrete", "num_layers": 8, "hidden": 64,
+                                                    "tau": 0.5, "dropout": 0.2}
+    assert "graph_weight" not in ModelConfig(use_graph=False).used_settings()
+    assert {"method", "t1", "rtol", "atol", "adjoint"} <= set(ModelConfig(depth="continuous", method="dopri5").used_settings())

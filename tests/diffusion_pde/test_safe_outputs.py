@@ -4,6 +4,7 @@ asked."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from torch_geometric.data import Data
 from diffusion_pde.cli import main
 from diffusion_pde.models import ModelConfig
 from diffusion_pde.training import MARKER, TrainConfig, run_experiment
-from diffusion_pde.training.outputs import RESULT_FILES, check_out, remove_results
+from diffusion_pde.training.outputs import RESULT_FILES, SWEEP_LAYOUT, check_out, remove_results
 
 TINY = ["--model", "difformer_s", "--layers", "1", "--hidden", "4", "--epochs", "2", "--quiet", "--json"]
 
@@ -82,15 +83,30 @@ def test_overwrite_deletes_only_what_diffusion_pde_wrote(tmp_path: Path, capsys:
     assert (out / "notes.txt").read_text() == "the user's\n"
 
 
+def test_overwrite_keeps_a_users_copy_of_a_split(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`cp -r out/split0 out/backup_of_split0` copies the markers too; --overwrite must still keep it."""
+    graph, out = tiny_graph(tmp_path), tmp_path / "run"
+    args = ["train", "--dataset", str(graph), *TINY, "--out", str(out)]
+    assert main(args) == 0
+    shutil.copytree(out / "split0", out / "backup_of_split0")
+    shutil.copytree(out / "split0" / "run0", out / "split0" / "run0_backup")
+    kept = {p: p.read_bytes() for p in (out / "backup_of_split0").rglob("*") if p.is_file()}
+    kept.update({p: p.read_bytes() for p in (out / "split0" / "run0_backup").rglob("*") if p.is_file()})
+    assert main(args + ["--overwrite"]) == 0
+    capsys.readouterr()
+    assert {p: p.read_bytes() for p in kept} == kept
+    assert {p.name for p in kept} >= {MARKER, "best.pt", "last.pt", "result.json", "history.csv"}
+
+
 def test_remove_results_knows_every_file_a_run_and_a_sweep_write(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     graph = tiny_graph(tmp_path)
     assert main(["train", "--dataset", str(graph), *TINY, "--runs", "2", "--out", str(tmp_path / "t"), "--plot"]) == 0
-    assert main(["sweep", "--dataset", str(graph), *TINY[:-4], "--epochs", "1", "--depths", "1", "--taus", "0.5",
+    assert main(["sweep", "--dataset", str(graph), "--model", "difformer_s", "--hidden", "4", "--epochs", "1", "--depths", "1", "--taus", "0.5",
                  "--source-weights", "0", "--out", str(tmp_path / "s"), "--plot", "--quiet", "--json"]) == 0
     capsys.readouterr()
-    for folder in (tmp_path / "t", tmp_path / "s"):
+    for folder, layout in ((tmp_path / "t", ()), (tmp_path / "s", (SWEEP_LAYOUT,))):
         assert {Path(p).name for p in files(folder)} - {MARKER, "split0", "run0", "run1", "L1-tau0.5-mu0"} <= RESULT_FILES
-        remove_results(folder)
+        remove_results(folder, *layout)
         assert files(folder) == [MARKER]                             # everything it wrote is known, and goes
 
 
@@ -120,3 +136,26 @@ def test_an_existing_plot_is_replaced_only_when_asked(tmp_path: Path, capsys: py
     assert plot.read_bytes() == b"an older picture"
     assert main(args + ["--overwrite"]) == 0
     assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("first_line, replaced", [
+    ("node,predicted_by_expert,notes", False),          # merely starts like ours
+    ("node,predicted", False),
+    ("node,predicted,p_0,p_2", False),
+    ("node,predicted,p_0,p_1,h_0,h_1", True),           # ours, written with --embeddings
+    ("node,predicted,p_0,p_1,p_2", True),               # ours, from a three-class run
+])
+def test_predict_overwrites_only_a_file_whose_whole_header_is_ours(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                                   first_line: str, replaced: bool) -> None:
+    graph = tiny_graph(tmp_path)
+    assert main(["train", "--dataset", str(graph), *TINY, "--out", str(tmp_path / "r")]) == 0
+    target = tmp_path / "p.csv"
+    target.write_text(first_line + "\n0,1,0.5\n")
+    args = ["predict", str(tmp_path / "r"), "--out", str(target), "--overwrite", "--json"]
+    if replaced:
+        assert main(args) == 0
+        assert target.read_text().startswith("node,predicted,p_0,p_1\n")
+    else:
+        assert exit_code(args) == 2
+        assert "was not written by diffusion-pde" in capsys.readouterr().err
+        assert target.read_text() == first_line + "\n0,1,0.5\n"

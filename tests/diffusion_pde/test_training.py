@@ -18,6 +18,7 @@ from diffusion_pde.cli import main
 from diffusion_pde.data import Split, load_dataset, random_split
 from diffusion_pde.models import ModelConfig, build_model
 from diffusion_pde.training import MARKER, TrainConfig, evaluate, load_checkpoint, make_split, resolve, train_run
+from diffusion_pde.training import loop
 from diffusion_pde.training.experiment import evaluate_with_solvers
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -116,6 +117,57 @@ def test_resume_refuses_other_settings(tmp_path):
                   resume=True, progress=False)
 
 
+def _edited(data: Data, **fields) -> Data:
+    out = data.clone()
+    for name, value in fields.items():
+        out[name] = value
+    return out
+
+
+@pytest.mark.parametrize("change, named", [
+    ("labels", "the labels y changed"),
+    ("features", "the node features x changed"),
+    ("weights", "the edge weights changed"),
+    ("split", "the training nodes changed; the validation nodes changed"),
+])
+def test_resume_refuses_a_graph_whose_contents_changed(tmp_path, change, named):
+    """Same name, shapes and split sizes, other contents: the finished result is not re-reported."""
+    data, split = two_community_graph()
+    config = TrainConfig(epochs=2)
+    train_run(small_model(data), data, split, config, seed=0, run_dir=tmp_path, progress=False)
+    edited, other_split = data, split
+    if change == "labels":
+        edited = _edited(data, y=data.y.flip(0))
+    elif change == "features":
+        edited = _edited(data, x=data.x + 1e-3)
+    elif change == "weights":
+        edited = _edited(data, edge_weight=torch.ones(data.edge_index.shape[1]))
+    else:
+        other_split = Split("random", 0, split.val[:10], torch.cat([split.train, split.val[10:]]), split.test)
+    fingerprint = loop.fingerprint(small_model(edited).config, config, other_split, 0, edited)
+    assert loop.stored_result(tmp_path, fingerprint) is None
+    with pytest.raises(ValueError, match=rf"last\.pt was written with other settings or data \({named}\); resume with"):
+        train_run(small_model(edited), edited, other_split, config, seed=0, run_dir=tmp_path, resume=True, progress=False)
+
+
+def test_resume_names_the_settings_that_differ_and_ignores_checkpoint_every(tmp_path):
+    data, split = two_community_graph()
+
+    def interrupt(epoch, metrics):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(small_model(data), data, split, TrainConfig(epochs=4, checkpoint_every=1), seed=0, run_dir=tmp_path,
+                  progress=False, on_epoch=interrupt)
+    with pytest.raises(ValueError, match=r"\(lr 0\.001 then, 0\.5 now; seed 0 then, 1 now\)"):
+        train_run(small_model(data), data, split, TrainConfig(epochs=4, lr=0.5, checkpoint_every=1), seed=1,
+                  run_dir=tmp_path, resume=True, progress=False)
+    resumed = train_run(small_model(data), data, split, TrainConfig(epochs=4, checkpoint_every=3), seed=0,
+                        run_dir=tmp_path, resume=True, progress=False)
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3, 4]      # continued from epoch 2
+
+
 def test_early_stopping_and_presets():
     data, split = two_community_graph()
     result = train_run(small_model(data), data, split, TrainConfig(epochs=200, lr=0.05, patience=5), seed=0, progress=False)
@@ -160,7 +212,7 @@ def test_train_command_writes_results_and_resumes(tmp_path, capsys):
 
 
 def test_continuous_training_reports_other_solvers(tmp_path, capsys):
-    args = ["train", "--depth", "continuous", "--method", "rk4", "--n-steps", "2", "--t1", "1", "--layers", "1",
+    args = ["train", "--depth", "continuous", "--method", "rk4", "--n-steps", "2", "--t1", "1",
             "--hidden", "8", "--epochs", "2", "--out", str(tmp_path / "c"), "--quiet", "--json",
             "--eval-solvers", "euler:2", "dopri5"]
     assert main(args) == 0
