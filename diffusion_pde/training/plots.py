@@ -104,7 +104,9 @@ def attention_figure(model: NodeClassifier, data: Data, split: Split, per_class:
             ax.axvline(b - 0.5, color="grey", lw=0.5)
         ax.set_xticks(centres, [f"class {int(c)}" for c in classes], rotation=90, fontsize=7)
         ax.set_yticks(centres, [f"class {int(c)}" for c in classes], fontsize=7)
-        ax.set(title=f"layer {k + 1}", xlabel="attended node j")
+        # The range in the title: attention that is nearly uniform (the global q/k normalisation
+        # of the authors' code) shows as one colour, and the numbers say how close to 1 it is.
+        ax.set(title=f"layer {k + 1}: N·S in [{image.min():.4f}, {image.max():.4f}]", xlabel="attended node j")
     axes[0][0].set_ylabel("node i")
     fig.colorbar(shown, ax=axes[0].tolist(), fraction=0.03,
                  label=f"attention weight × N (N = {data.num_nodes}; 1 = uniform)")
