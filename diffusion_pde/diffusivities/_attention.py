@@ -37,12 +37,14 @@ def normalise_qk(x: torch.Tensor, mode: str) -> torch.Tensor:
 
 
 class QueryKeyDiffusivity(Diffusivity):
-    """Base of attention diffusivities with q = Z W_q, k = Z W_k (no bias), H heads of d_k."""
+    """Base of attention diffusivities with q = Z W_q (+ b_q), k = Z W_k (+ b_k), H heads of d_k;
+    ``bias=True`` adds the biases (as the authors' released DIFFormer code has them)."""
 
     cached_inputs = ("_frozen_qk",)
 
     def __init__(self, in_channels: int | None = None, *, heads: int = 1, key_channels: int | None = None,
-                 qk_norm: str = "row", frozen: bool = False, dtype: torch.dtype = torch.float32) -> None:
+                 qk_norm: str = "row", frozen: bool = False, bias: bool = False,
+                 dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         if in_channels is None:
             raise ValueError(f"{self.name} needs in_channels=<d, the width of the state Z> (queries and keys are linear in Z)")
@@ -55,16 +57,19 @@ class QueryKeyDiffusivity(Diffusivity):
             raise TypeError(f"dtype must be a floating torch dtype, got {dtype!r}")
         self.in_channels, self.heads, self.key_channels = in_channels, heads, key_channels
         self.qk_norm, self.frozen = qk_norm, bool(frozen)
-        self.query = nn.Linear(in_channels, heads * key_channels, bias=False, dtype=dtype)
-        self.key = nn.Linear(in_channels, heads * key_channels, bias=False, dtype=dtype)
+        self.query = nn.Linear(in_channels, heads * key_channels, bias=bool(bias), dtype=dtype)
+        self.key = nn.Linear(in_channels, heads * key_channels, bias=bool(bias), dtype=dtype)
         self._frozen_qk: tuple[torch.Tensor, torch.Tensor] | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """W_q, W_k ~ U(−1/√d, 1/√d) (``nn.Linear``'s default scale)."""
+        """W_q, W_k (and their biases b_q, b_k when ``bias=True``) ~ U(−1/√d, 1/√d), the scale of
+        ``nn.Linear``'s default initialisation."""
         bound = 1.0 / math.sqrt(self.in_channels)
         for lin in (self.query, self.key):
             nn.init.uniform_(lin.weight, -bound, bound)
+            if lin.bias is not None:
+                nn.init.uniform_(lin.bias, -bound, bound)
         self._frozen_qk = None
 
     def check_state(self, z: torch.Tensor, what: str = "z") -> None:

@@ -59,8 +59,9 @@ class DIFFormerAdvanced(QueryKeyDiffusivity):
     )
 
     def __init__(self, in_channels: int | None = None, *, heads: int = 1, key_channels: int | None = None,
-                 qk_norm: str = "none", frozen: bool = False, dtype: torch.dtype = torch.float32) -> None:
-        super().__init__(in_channels, heads=heads, key_channels=key_channels, qk_norm=qk_norm, frozen=frozen,
+                 qk_norm: str = "none", frozen: bool = False, bias: bool = False,
+                 dtype: torch.dtype = torch.float32) -> None:
+        super().__init__(in_channels, heads=heads, key_channels=key_channels, qk_norm=qk_norm, frozen=frozen, bias=bias,
                          dtype=dtype)
 
     @staticmethod

@@ -55,9 +55,10 @@ class DIFFormerSimple(QueryKeyDiffusivity):
     )
 
     def __init__(self, in_channels: int | None = None, *, heads: int = 1, key_channels: int | None = None,
-                 qk_norm: str = "row", frozen: bool = False, dtype: torch.dtype = torch.float32) -> None:
+                 qk_norm: str = "row", frozen: bool = False, bias: bool = False,
+                 dtype: torch.dtype = torch.float32) -> None:
         check_qk_norm(qk_norm)
-        super().__init__(in_channels, heads=heads, key_channels=key_channels, qk_norm=qk_norm, frozen=frozen,
+        super().__init__(in_channels, heads=heads, key_channels=key_channels, qk_norm=qk_norm, frozen=frozen, bias=bias,
                          dtype=dtype)
 
     def _floor(self, n: int, dtype: torch.dtype) -> float:

@@ -15,23 +15,24 @@ MODELS = ("difformer_s", "difformer_a", "transformer", "gat", "gcn", "sgc", "app
 ATTENTION_MODELS = ("difformer_s", "difformer_a", "transformer")
 CONTINUOUS_MODELS = ATTENTION_MODELS + ("sgc", "appnp")
 DEPTHS = ("discrete", "continuous")
+ENCODER_BIAS_INITS = ("zero", "uniform")
 INPUT_DROPOUT_MODELS = ATTENTION_MODELS + ("mlp",)
 SOURCE_TERM_MODELS = ATTENTION_MODELS + ("sgc", "appnp")  # GCN/GAT change width between layers: no Z⁰ to return to
 
 _ATTENTION_SETTINGS = ("hidden", "heads", "dropout", "input_dropout", "use_graph", "graph_weight", "source_weight",
-                       "value_proj", "layer_norm")
+                       "value_proj", "layer_norm", "encoder_bias")
 # The settings each model reads (besides ``model`` and ``depth``; ``num_layers``/``tau`` only at
 # discrete depth, the solver settings only at continuous depth, ``graph_weight`` only with the
 # graph term): the one place that knows it (``describe``, the command line and the results use it).
 MODEL_SETTINGS: dict[str, tuple[str, ...]] = {
-    "difformer_s": (*_ATTENTION_SETTINGS, "qk_norm"),
-    "difformer_a": (*_ATTENTION_SETTINGS, "qk_norm"),
+    "difformer_s": (*_ATTENTION_SETTINGS, "qk_norm", "qk_bias"),
+    "difformer_a": (*_ATTENTION_SETTINGS, "qk_norm", "qk_bias"),
     "transformer": _ATTENTION_SETTINGS,
     "gcn": ("hidden", "dropout"),
     "gat": ("hidden", "heads", "dropout"),
     "sgc": ("source_weight",),
     "appnp": ("hidden", "dropout", "source_weight"),
-    "mlp": ("hidden", "dropout", "input_dropout", "layer_norm"),
+    "mlp": ("hidden", "dropout", "input_dropout", "layer_norm", "encoder_bias"),
 }
 DISCRETE_SETTINGS = ("num_layers", "tau")
 SOLVER_SETTINGS = ("method", "t1", "n_steps", "rtol", "atol", "adjoint")
@@ -54,7 +55,9 @@ class ModelConfig:
     ``source_weight`` μ ∈ [0, 1) is the source term μ(Z⁰ − Z) (APPNP's α). ``qk_norm`` row (the
     paper) or global (the authors' code), or none (not for ``difformer_s``, whose kernel needs unit
     q, k); ``value_proj`` a per-layer W_v; ``layer_norm`` after the encoder and every layer.
-    ``input_dropout`` drops input features before the encoder's Linear (models whose encoder
+    ``qk_bias`` adds biases to W_q, W_k (DIFFormer-s/-a; the authors' released code has them);
+    ``encoder_bias`` starts the encoder's bias at ``zero`` (ours) or ``uniform`` U(±1/√fan_in)
+    (torch's default, the authors' code). ``input_dropout`` drops input features before the encoder's Linear (models whose encoder
     starts with a Linear: the attention models and ``mlp``; GCN, GAT and APPNP already drop
     their input with ``dropout``).
     """
@@ -73,6 +76,8 @@ class ModelConfig:
     qk_norm: str = "row"
     value_proj: bool = False
     layer_norm: bool = True
+    qk_bias: bool = False
+    encoder_bias: str = "zero"
     method: str = "rk4"
     t1: float = 4.0
     n_steps: int | None = 8
@@ -126,6 +131,11 @@ class ModelConfig:
             )
         if self.qk_norm not in QK_NORMS:
             raise ValueError(f"qk_norm must be one of {', '.join(QK_NORMS)}, got {self.qk_norm!r}")
+        if not isinstance(self.qk_bias, bool):
+            raise ValueError(f"qk_bias must be True or False, got {self.qk_bias!r}")
+        if self.encoder_bias not in ENCODER_BIAS_INITS:
+            raise ValueError(f"encoder_bias must be one of {', '.join(ENCODER_BIAS_INITS)} (the encoder bias's initial "
+                             f"value), got {self.encoder_bias!r}")
         if self.model == "difformer_s":
             check_qk_norm(self.qk_norm)
         if self.method not in solvers.available_methods():

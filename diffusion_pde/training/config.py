@@ -84,25 +84,33 @@ PAPER_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     ("citeseer", "difformer_s"): {**_PAPER, "num_layers": 4, "hidden": 64, "weight_decay": 1.0, "dropout": 0.2},
     ("citeseer", "difformer_a"): {**_PAPER, "num_layers": 4, "hidden": 32, "weight_decay": 1.0, "dropout": 0.2},
 }
-PRESETS = ("paper",)
+# The authors' released code exactly (their run.sh settings and architecture, q/k biases, torch's
+# default encoder bias), without the additions of ours: the source term and input dropout.
+AUTHORS_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
+    key: {**settings, "source_weight": 0.0, "input_dropout": 0.0, "qk_bias": True, "encoder_bias": "uniform"}
+    for key, settings in PAPER_PRESETS.items()
+}
+PRESETS = ("paper", "authors")
 
 MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelConfig)}
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 def preset_settings(preset: str | None, dataset: str, model: str) -> dict[str, Any]:
-    """The overrides of ``preset`` for (dataset, model); ``paper`` covers the DIFFormer paper's
-    Cora/CiteSeer settings and the baselines' usual settings (their :data:`MODEL_DEFAULTS`)."""
+    """The overrides of ``preset`` for (dataset, model): ``paper`` (the authors' settings plus ours)
+    and ``authors`` (their released code exactly) cover the DIFFormer paper's Cora/CiteSeer
+    settings, and the baselines' usual settings (their :data:`MODEL_DEFAULTS`)."""
     if preset is None:
         return {}
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
-    if (dataset, model) in PAPER_PRESETS:
-        return dict(PAPER_PRESETS[(dataset, model)])
+    table = AUTHORS_PRESETS if preset == "authors" else PAPER_PRESETS
+    if (dataset, model) in table:
+        return dict(table[(dataset, model)])
     if model not in ("difformer_s", "difformer_a"):
         return {}
     known = ", ".join(f"{d}/{m}" for d, m in PAPER_PRESETS)
-    raise ValueError(f"no paper preset for dataset {dataset!r} with model {model!r} (known: {known}); "
+    raise ValueError(f"no {preset} preset for dataset {dataset!r} with model {model!r} (known: {known}); "
                      "drop --preset and set the hyper-parameters explicitly")
 
 

@@ -187,7 +187,7 @@ def test_a_source_term_is_refused_for_models_that_change_width(model: str) -> No
 
 OTHER_VALUES = {"num_layers": 3, "hidden": 16, "heads": 2, "tau": 0.3, "input_dropout": 0.1, "use_graph": False,
                 "graph_weight": 0.5, "source_weight": 0.2, "value_proj": True, "layer_norm": False, "method": "euler",
-                "t1": 2.0, "n_steps": 3, "rtol": 1e-3, "atol": 1e-3}
+                "t1": 2.0, "n_steps": 3, "rtol": 1e-3, "atol": 1e-3, "qk_bias": True, "encoder_bias": "uniform"}
 
 
 @pytest.mark.parametrize("depth", ["discrete", "continuous"])
