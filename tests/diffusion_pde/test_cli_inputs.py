@@ -18,6 +18,7 @@ import pytest
 from diffusion_pde.cli import main
 from diffusion_pde.data import load_dataset
 from diffusion_pde.training import parse_solver
+from saved_graphs import tiny_graph
 
 PLANETOID = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "Planetoid"
 
@@ -76,17 +77,6 @@ def test_a_root_missing_raw_files_is_refused_then_completed(tmp_path: Path) -> N
     assert data.num_nodes == 3327 and data.source == {"kind": "builtin", "name": "citeseer", "root": str(PLANETOID.parent.resolve())}
 
 
-def _tiny_graph(folder: Path) -> Path:
-    import torch
-    from torch_geometric.data import Data
-
-    n = 12
-    ring = torch.stack([torch.arange(n), (torch.arange(n) + 1) % n])
-    torch.save(Data(x=torch.rand(n, 3, generator=torch.Generator().manual_seed(0)), edge_index=ring,
-                    y=torch.arange(n) % 2), folder / "graph.pt")
-    return folder / "graph.pt"
-
-
 @pytest.mark.parametrize("args, match", [
     ("train --model gcn --no-layer-norm", r"--no-layer-norm: model gcn does not use --layer-norm, so it would be ignored; "
                                           r"drop --no-layer-norm, or choose a model that uses it \(difformer_s"),
@@ -112,7 +102,7 @@ def _tiny_graph(folder: Path) -> Path:
 def test_flags_the_model_would_ignore_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture, args: str,
                                                   match: str) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main([*args.split(), "--dataset", str(_tiny_graph(tmp_path)), "--epochs", "1", "--out", str(tmp_path / "o")])
+        main([*args.split(), "--dataset", str(tiny_graph(tmp_path)), "--epochs", "1", "--out", str(tmp_path / "o")])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert re.search(match, err) and err.count("\n") == 1, err
@@ -121,7 +111,7 @@ def test_flags_the_model_would_ignore_are_refused(tmp_path: Path, capsys: pytest
 
 def test_presets_may_set_what_a_model_ignores_and_results_record_only_what_it_uses(tmp_path: Path,
                                                                                    capsys: pytest.CaptureFixture) -> None:
-    graph = _tiny_graph(tmp_path)
+    graph = tiny_graph(tmp_path)
     assert main(["train", "--model", "gcn", "--preset", "paper", "--dataset", str(graph), "--epochs", "1", "--hidden",
                  "4", "--out", str(tmp_path / "t"), "--quiet", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
@@ -148,7 +138,7 @@ def test_out_errors_show_the_path_as_given(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_a_closed_pipe_ends_the_command_quietly(tmp_path: Path) -> None:
-    graph = _tiny_graph(tmp_path)
+    graph = tiny_graph(tmp_path)
     command = (f"{shlex.quote(sys.executable)} -m diffusion_pde.cli train --dataset {shlex.quote(str(graph))} "
                f"--model mlp --hidden 4 --epochs 1 --runs 40 --out {shlex.quote(str(tmp_path / 'o'))} | head -1")
     done = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, timeout=120,

@@ -15,17 +15,9 @@ from diffusion_pde.cli import main
 from diffusion_pde.models import ModelConfig
 from diffusion_pde.training import MARKER, TrainConfig, run_experiment
 from diffusion_pde.training.outputs import RESULT_FILES, SWEEP_LAYOUT, check_out, remove_results
+from saved_graphs import tiny_graph
 
 TINY = ["--model", "difformer_s", "--layers", "1", "--hidden", "4", "--epochs", "2", "--quiet", "--json"]
-
-
-def tiny_graph(folder: Path) -> Path:
-    """A saved 12-node graph (fast to train on)."""
-    n = 12
-    ring = torch.stack([torch.arange(n), (torch.arange(n) + 1) % n])
-    torch.save(Data(x=torch.rand(n, 3, generator=torch.Generator().manual_seed(0)), edge_index=ring,
-                    y=torch.arange(n) % 2), folder / "graph.pt")
-    return folder / "graph.pt"
 
 
 def exit_code(args: list[str]) -> int:
