@@ -548,6 +548,8 @@ CLI_CASES = [
         setup=a_file("energy.png")),
     cli("sweep-taus", "an attention step past Euler's stability region", "sweep --taus 2", r"tau=2\.0 > 1 .*\(set by --taus\)"),
     cli("sweep-depths", "zero layers", "sweep --depths 0", r"num_layers must be >= 1 .*--depths"),
+    cli("sweep-continuous", "a continuous-depth sweep (depth and tau do not apply)", "sweep --depth continuous",
+        r"^diffusion-pde sweep: error: --depth continuous: the sweep varies the number of layers"),
     cli("sweep-source-weights", "a source weight of 1", "sweep --source-weights 1", r"source_weight must lie in \[0, 1\).*--source-weights"),
     cli("sweep-gcn-source-weights", "source terms for a GCN", "sweep --model gcn --source-weights 0 0.1",
         r"source_weight=0\.1: model 'gcn' changes the width .*\(set by --model, --source-weights\)"),

@@ -66,6 +66,10 @@ def check_sweep(args: argparse.Namespace) -> None:
             flag = {"num_layers": "--layers", "tau": "--tau", "source_weight": "--source-weight"}[name]
             raise ValueError(f"{flag}: the sweep sets {name} from {sweep_flag}; drop {flag} (give {sweep_flag} one value "
                              "to fix it)")
+    if args.depth == "continuous":
+        raise ValueError("--depth continuous: the sweep varies the number of layers and the Euler step tau of a discrete "
+                         "model; drop --depth, or compare integrators with diffusion-pde train --depth continuous "
+                         "--eval-solvers")
     if not any(model_uses(args.model, name) for name in SWEPT):
         raise ValueError(f"--model {args.model} has no layers, step or source term for the sweep to vary; choose another "
                          "--model (or train it with diffusion-pde train)")
