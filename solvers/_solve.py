@@ -97,8 +97,7 @@ def solve(
     """
     if not callable(field):
         raise TypeError(f"field must be callable as field(t, z), got {type(field).__name__}")
-    if not isinstance(method, str) or method not in available_methods():
-        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(available_methods())}")
+    _check_method(method)
     adaptive = method in ADAPTIVE_METHODS
     z0 = check.check_state(z0, method, adaptive)
     rtol, atol = check_options(method, dt=dt, n_steps=n_steps, rtol=rtol, atol=atol, adjoint=adjoint)
@@ -205,6 +204,11 @@ def _shift_in_time(counted: CountedField, z: torch.Tensor, time: Time, sign: flo
     return z + (time.grad - time.grad.detach()) * sign * slope
 
 
+def _check_method(method: object) -> None:
+    if not isinstance(method, str) or method not in available_methods():
+        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(available_methods())}")
+
+
 def check_options(method: object, *, dt: object = None, n_steps: object = None, rtol: object = None,
                   atol: object = None, adjoint: object = False) -> tuple[float | None, float | None]:
     """Check that ``method`` exists and that the step options fit it, before any work; return
@@ -217,8 +221,7 @@ def check_options(method: object, *, dt: object = None, n_steps: object = None, 
             ``rtol``/``atol``/``adjoint=True`` with a fixed-step one; neither or both of ``dt`` and
             ``n_steps`` for a fixed-step method; a non-positive tolerance or step count.
     """
-    if not isinstance(method, str) or method not in available_methods():
-        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(available_methods())}")
+    _check_method(method)
     if not isinstance(adjoint, bool):
         raise TypeError(f"adjoint must be a bool, got {type(adjoint).__name__}")
     if method in ADAPTIVE_METHODS:

@@ -24,18 +24,6 @@ from ..models import ModelConfig, NodeClassifier, build_model
 from .checkpoint import load_checkpoint, write_text_atomic
 from .loop import REBUILD_KEYS
 
-# What ``embeddings`` (``h_0..h_{d-1}``) hold for each model: the last state before the decoder.
-EMBEDDINGS = {
-    **{model: "the final hidden state (hidden columns) that the decoder maps to class scores"
-       for model in ("difformer_s", "difformer_a", "transformer")},
-    "mlp": "the encoder's output (hidden columns) that the decoder maps to class scores",
-    "gcn": "the class scores (logits, one column per class): the last layer works on class scores",
-    "gat": "the class scores (logits, one column per class): the last layer works on class scores",
-    "appnp": "the propagated class scores (logits, one column per class)",
-    "sgc": "the propagated class scores before the bias (one column per class)",
-}
-
-
 def predictions_header(num_classes: int, width: int = 0) -> str:
     """The first line of a predictions file: ``node,predicted,p_0..p_{C-1}[,h_0..h_{d-1}]``."""
     return ",".join(["node", "predicted", *(f"p_{c}" for c in range(num_classes)), *(f"h_{k}" for k in range(width))])
@@ -129,8 +117,8 @@ def load_model(run: str | Path, data: Data | None = None, *, device: torch.devic
 @dataclass(frozen=True)
 class Predictions:
     """Per-node outputs of a trained model: ``probabilities`` [N, C] (softmax of the logits) and
-    ``embeddings`` [N, d], the last state before the decoder (:data:`EMBEDDINGS`: the hidden state
-    for the attention models and mlp, the class scores for gcn, gat, appnp and sgc)."""
+    ``embeddings`` [N, d], the last state before the decoder: the hidden state for the attention
+    models and mlp, the class scores for gcn, gat and appnp (for sgc, before its bias)."""
 
     probabilities: torch.Tensor
     embeddings: torch.Tensor
@@ -154,7 +142,7 @@ def predict(model: NodeClassifier, data: Data) -> Predictions:
 
 def write_predictions(predictions: Predictions, path: str | Path, *, embeddings: bool = False) -> None:
     """CSV, atomically: ``node,predicted,p_0..p_{C-1}`` (and ``h_0..h_{d-1}`` with ``embeddings``,
-    :data:`EMBEDDINGS`)."""
+    see :class:`Predictions`)."""
     probabilities = predictions.probabilities.double().numpy()
     columns = [np.arange(len(probabilities))[:, None], predictions.predicted.numpy()[:, None], probabilities]
     if embeddings:

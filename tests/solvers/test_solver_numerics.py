@@ -5,7 +5,6 @@ correct or refused up front, degenerate sizes and absurd step counts are handled
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -420,10 +419,8 @@ def test_empty_state_adaptive_with_adjoint_and_start_time_gradient(method):
 ])
 def test_absurd_step_counts_are_refused_before_any_work(kwargs, names):
     field = Counted(decay)
-    started = time.perf_counter()
     with pytest.raises(ValueError) as info:
         solvers.solve(field, torch.ones(2), 1.0, method="rk4", **kwargs)
-    assert time.perf_counter() - started < 1.0
     assert field.calls == 0
     for name in names:
         assert name in str(info.value)
