@@ -5,9 +5,11 @@ from . import difformer_a, difformer_s, energy, gat, gcn, gin, identity, mix, ra
 from ._base import (
     Diffusivity,
     DiffusivityProperties,
+    GraphDiffusivity,
     available_diffusivities,
     diffusivity,
     diffusivity_class,
+    on_graph,
     register_diffusivity,
 )
 from ._attention import QueryKeyDiffusivity
@@ -17,12 +19,14 @@ from ._linear_graph import LinearGraphDiffusivity
 __all__ = [
     "Diffusivity",
     "DiffusivityProperties",
+    "GraphDiffusivity",
     "LinearGraphDiffusivity",
     "QueryKeyDiffusivity",
     "available_diffusivities",
     "diffusivity",
     "diffusivity_class",
     "diffusivity_for",
+    "on_graph",
     "register_diffusivity",
     # plug-in modules
     "difformer_a",

@@ -7,8 +7,10 @@ Plug-ins never need to materialise S: :meth:`Diffusivity.forward` returns the pr
 
 from __future__ import annotations
 
+import copy
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import ClassVar, TypeVar
+from typing import ClassVar, Iterator, TypeVar
 
 import torch
 from torch import nn
@@ -63,6 +65,55 @@ class Diffusivity(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
+
+
+class GraphDiffusivity(Diffusivity):
+    """A diffusivity built on an input graph (``gcn``, ``gat``, ...): its graph-derived tensors are
+    assembled by :meth:`attach` and can be swapped for another graph's, keeping the parameters.
+
+    Mini-batch training applies the same model to the induced subgraph of each node partition:
+    :func:`on_graph` binds every graph diffusivity of a model to that subgraph for one call."""
+
+    num_nodes: int
+
+    def attach(self, graph: object) -> None:
+        """Validate ``graph`` (a PyG ``Data`` or anything with ``edge_index``/``num_nodes``/
+        ``edge_weight``) and (re)build the tensors this diffusivity derives from it."""
+        raise NotImplementedError
+
+    def on_graph(self, graph: object) -> "GraphDiffusivity":
+        """A copy that shares this diffusivity's parameters (same objects, so gradients reach them)
+        but acts on ``graph``; its operator is on this one's device and in its dtype."""
+        bound = copy.copy(self)
+        bound._buffers = dict(self._buffers)
+        bound.attach(graph)
+        return bound
+
+
+@contextmanager
+def on_graph(model: nn.Module, graph: object | None) -> Iterator[nn.Module]:
+    """Within the ``with`` block every :class:`GraphDiffusivity` inside ``model`` acts on ``graph``
+    (e.g. a mini-batch's induced subgraph, ``num_nodes`` = the batch's nodes); ``None`` changes
+    nothing. Each distinct diffusivity is rebuilt once (one shared by several layers stays shared);
+    the originals are restored on exit, also after an error."""
+    if graph is None:
+        yield model
+        return
+    bound: dict[int, nn.Module] = {}
+    swaps: list[tuple[nn.Module, str, nn.Module]] = []
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, GraphDiffusivity):
+                if id(child) not in bound:
+                    bound[id(child)] = child.on_graph(graph)
+                swaps.append((parent, name, child))
+    try:
+        for parent, name, child in swaps:
+            parent._modules[name] = bound[id(child)]
+        yield model
+    finally:
+        for parent, name, child in swaps:
+            parent._modules[name] = child
 
 
 class PerHeadDense:

@@ -12,10 +12,10 @@ import dataclasses
 import torch
 
 from ..graph import Graph, as_graph, csr_matrix, csr_transpose, spmm
-from ._base import Diffusivity
+from ._base import GraphDiffusivity
 
 
-class LinearGraphDiffusivity(Diffusivity):
+class LinearGraphDiffusivity(GraphDiffusivity):
     """S built from a graph by :meth:`build`; subclasses return (graph, entries, node measure)."""
 
     def __init__(
@@ -30,13 +30,19 @@ class LinearGraphDiffusivity(Diffusivity):
         super().__init__()
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating torch dtype, got {dtype!r}")
-        g = as_graph(edge_index, num_nodes=num_nodes, edge_weight=edge_weight, graph=graph,
-                     owner=f"diffusivity {self.name!r}")
+        self.register_buffer("measure", torch.ones(0, dtype=dtype), persistent=False)  # dtype/device holder
+        self.attach(as_graph(edge_index, num_nodes=num_nodes, edge_weight=edge_weight, graph=graph,
+                             owner=f"diffusivity {self.name!r}"))
+
+    def attach(self, graph: object) -> None:
+        g = graph if isinstance(graph, Graph) else as_graph(graph=graph, owner=f"diffusivity {self.name!r}")
+        dtype, device = self.measure.dtype, self.measure.device
         self.num_nodes = g.num_nodes
         graph_with_loops, entries, measure = self.build(g)
-        self.register_buffer("matrix", csr_matrix(graph_with_loops, entries).to(dtype), persistent=False)
+        self.register_buffer("matrix", csr_matrix(graph_with_loops, entries).to(device=device, dtype=dtype),
+                             persistent=False)
         self.register_buffer("matrix_t", csr_transpose(self.matrix), persistent=False)  # for the backward pass
-        self.register_buffer("measure", measure.to(dtype), persistent=False)
+        self.register_buffer("measure", measure.to(device=device, dtype=dtype), persistent=False)
         # The class flags describe the operator in general (gcn: symmetric for an undirected graph);
         # an instance reports its own matrix: csr_transpose returns S itself exactly when S = Sᵀ.
         self.properties = dataclasses.replace(self.properties, symmetric=self.matrix_t is self.matrix)

@@ -33,12 +33,12 @@ import numbers
 import torch
 from torch import nn
 
-from ..graph import as_graph
-from ._base import Diffusivity, DiffusivityProperties, PerHeadDense, positive_int, register_diffusivity
+from ..graph import Graph, as_graph
+from ._base import DiffusivityProperties, GraphDiffusivity, PerHeadDense, positive_int, register_diffusivity
 
 
 @register_diffusivity
-class GAT(PerHeadDense, Diffusivity):
+class GAT(PerHeadDense, GraphDiffusivity):
     name = "gat"
     cached_inputs = ("_frozen_alpha",)
     properties = DiffusivityProperties(
@@ -72,24 +72,28 @@ class GAT(PerHeadDense, Diffusivity):
             raise TypeError(f"negative_slope must be a real number, got {negative_slope!r}")
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating torch dtype, got {dtype!r}")
-        g = as_graph(edge_index, num_nodes=num_nodes, graph=graph, owner=f"diffusivity {self.name!r}")
-        self.num_nodes = g.num_nodes
         self.in_channels, self.heads, self.head_channels = in_channels, heads, in_channels // heads
         self.concat, self.negative_slope, self.frozen = bool(concat), float(negative_slope), bool(frozen)
-
-        # GATConv's self-loop policy: drop the existing ones, add one per node; then sort by target.
-        src, dst = g.edge_index
-        keep = src != dst
-        nodes = torch.arange(g.num_nodes)
-        src, dst = torch.cat([src[keep], nodes]), torch.cat([dst[keep], nodes])
-        order = torch.argsort(dst, stable=True)
-        self.register_buffer("src", src[order], persistent=False)
-        self.register_buffer("dst", dst[order], persistent=False)
+        self.register_buffer("src", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.attach(as_graph(edge_index, num_nodes=num_nodes, graph=graph, owner=f"diffusivity {self.name!r}"))
 
         self.att_src = nn.Parameter(torch.empty(heads, self.head_channels, dtype=dtype))
         self.att_dst = nn.Parameter(torch.empty(heads, self.head_channels, dtype=dtype))
         self._frozen_alpha: torch.Tensor | None = None
         self.reset_parameters()
+
+    def attach(self, graph: object) -> None:
+        """GATConv's self-loop policy: drop the existing ones, add one per node; then sort by target."""
+        g = graph if isinstance(graph, Graph) else as_graph(graph=graph, owner=f"diffusivity {self.name!r}")
+        device = self.src.device
+        self.num_nodes = g.num_nodes
+        src, dst = g.edge_index
+        keep = src != dst
+        nodes = torch.arange(g.num_nodes)
+        src, dst = torch.cat([src[keep], nodes]), torch.cat([dst[keep], nodes])
+        order = torch.argsort(dst, stable=True)
+        self.register_buffer("src", src[order].to(device), persistent=False)
+        self.register_buffer("dst", dst[order].to(device), persistent=False)
 
     @property
     def num_edges(self) -> int:

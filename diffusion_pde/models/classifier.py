@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch_geometric.data import Data
 
-from ..diffusivities import Diffusivity, diffusivity_for
+from ..diffusivities import Diffusivity, diffusivity_for, on_graph
 from ..field import DiffusionField
 from .config import ATTENTION_MODELS, ModelConfig
 from .depth import ContinuousDiffusion, DiscreteDiffusion
@@ -51,8 +51,12 @@ class NodeClassifier(nn.Module):
         self.config = config
         self.encoder, self.diffusion, self.decoder = encoder, diffusion, decoder
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.diffusion(self.encoder(x)))
+    def forward(self, x: torch.Tensor, graph: Data | None = None) -> torch.Tensor:
+        """Logits [N, C] for node features ``x`` [N, F] on the graph the model was built for, or on
+        ``graph`` (``edge_index`` over the same N nodes, optional ``edge_weight``; e.g. a
+        mini-batch's induced subgraph), whose operators are then normalised for this call."""
+        with on_graph(self, graph):
+            return self.decoder(self.diffusion(self.encoder(x)))
 
     def states(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The hidden states [Z⁰ (encoder output), …, final] before the decoder."""
