@@ -17,6 +17,7 @@ from ..models import MODELS, ModelConfig
 from ..models.config import DISCRETE_SETTINGS, QK_NORMS, model_uses
 from ..training import MODEL_DEFAULTS, PRESETS, TrainConfig, prepare_experiment, resolve
 from ..training.config import DATASET_DEFAULTS
+from ..training.distributed import initialise, local_device, shutdown
 from ..training.metrics import METRIC_LABELS, METRICS
 from ..training.plots import plot_attention, plot_learning_curves
 from ._common import HelpFormatter, count_or_fraction, flag_names, print_json, resolve_device, usage_errors
@@ -104,6 +105,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     _setting(t, "--patience", "stop after this many epochs without a better validation score (none: never)", type=int)
     _setting(t, "--metric", "the score that picks the epoch and is reported", choices=METRICS)
     _setting(t, "--checkpoint-every", "write last.pt every this many epochs", type=int)
+    _setting(t, "--batch-size", "mini-batches: shuffle the nodes into random partitions of at most B nodes every epoch "
+             "and take one step per partition on its induced subgraph (none: full batch); needed with torchrun",
+             type=int, metavar="B")
     s = p.add_argument_group("splits")
     s.add_argument("--split", default=None, choices=SPLIT_KINDS,
                    help="random (training nodes per class, then validation and test nodes), public (Planetoid), "
@@ -130,7 +134,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 SETTING_FLAGS = ("depth", "num_layers", "hidden", "heads", "tau", "dropout", "input_dropout", "use_graph", "graph_weight", "source_weight",
                  "qk_norm", "value_proj", "layer_norm", "method", "t1", "n_steps", "rtol", "atol", "adjoint", "epochs",
-                 "lr", "weight_decay", "patience", "checkpoint_every", "metric")
+                 "lr", "weight_decay", "patience", "checkpoint_every", "metric", "batch_size")
 SOLVER_FLAGS = {"method": "--method", "t1": "--t1", "n_steps": "--n-steps", "rtol": "--rtol", "atol": "--atol",
                 "adjoint": "--adjoint"}
 SIZE_FLAGS = ("per_class", "num_val", "num_test")
@@ -212,27 +216,42 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train (in every process of a torchrun launch: they form one data-parallel group)."""
+    try:
+        return _train(args)
+    finally:
+        shutdown()
+
+
+def _train(args: argparse.Namespace) -> int:
     with usage_errors(args.flags):
         model_config, train_config = settings_from_args(args)
-        device = resolve_device(args.device)
+        device = local_device(resolve_device(args.device))
+        distribution = initialise(device)
+        distribution.check_batches(train_config.batch_size)
         out = Path(args.out) if args.out else Path("runs") / f"{dataset_key(args.dataset)}-{args.model}-{model_config.depth}"
         experiment = prepare_experiment(
             args.dataset, model_config, train_config, split=args.split, splits=args.splits, runs=args.runs,
             first_split=args.first_split, seed=args.seed, root=args.root, device=device, out=out, resume=args.resume,
-            overwrite=args.overwrite, eval_solvers=args.eval_solvers,
+            overwrite=args.overwrite, eval_solvers=args.eval_solvers, distribution=distribution,
             **{name: getattr(args, name) for name in SIZE_FLAGS},
         )
     data, first = experiment.data, next(iter(experiment.node_splits.values()))
-    log = (lambda line: None) if (args.quiet or args.json) else print
+    main = distribution.is_main
+    log = (lambda line: None) if (args.quiet or args.json or not main) else print
     weighted = " (weighted)" if getattr(data, "edge_weight", None) is not None else ""
+    batches = "full batch" if train_config.batch_size is None else f"mini-batches of <= {train_config.batch_size} nodes"
+    processes = f" x {distribution.world_size} processes" if distribution.active else ""
     log(f"{data.name} ({data.num_nodes} nodes, {data.edge_index.shape[1]} edges{weighted}, {data.x.shape[1]} features): "
         f"{args.model} ({model_config.describe()}), {train_config.epochs} epochs, lr {train_config.lr}, "
-        f"weight decay {train_config.weight_decay}; {args.splits} {experiment.split} split(s) from index "
+        f"weight decay {train_config.weight_decay}, {batches}; {args.splits} {experiment.split} split(s) from index "
         f"{args.first_split} ({first.train.numel()} training, {first.val.numel()} validation, {first.test.numel()} "
-        f"test nodes) x {args.runs} run(s) on {device}")
+        f"test nodes) x {args.runs} run(s) on {device}{processes}")
     kept: list[Any] = []
     payload = experiment.run(progress=False if args.quiet else None, log=log,
                              on_run=lambda result, model, node_split: kept.append((result, model, node_split)))
+    if not main:
+        return 0
     if args.plot:
         results = [k[0] for k in kept]
         plot_learning_curves(results, out / "curves.png", title=f"{data.name} {args.model} ({model_config.depth})")

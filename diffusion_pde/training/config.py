@@ -19,8 +19,11 @@ from .metrics import METRICS
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Adam with weight decay on the cross-entropy of the training nodes, full batch.
+    """Adam with weight decay on the cross-entropy of the training nodes.
 
+    batch_size: None trains full-batch (one step per epoch on the whole graph); B shuffles the
+    nodes into random partitions of at most B nodes every epoch and takes one step per
+    partition on its induced subgraph (:mod:`.batching`); evaluation always sees the full graph.
     epochs: the most epochs; patience: stop after that many epochs without a better validation
     score (None: never); checkpoint_every: write ``last.pt`` every that many epochs (and at the
     end); metric: ``accuracy`` or ``roc_auc`` (two-class tasks; see :mod:`.metrics`). The test
@@ -32,12 +35,17 @@ class TrainConfig:
     patience: int | None = None
     checkpoint_every: int = 10
     metric: str = "accuracy"
+    batch_size: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "checkpoint_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.batch_size is not None and (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int)
+                                            or self.batch_size < 1):
+            raise ValueError(f"batch_size must be a positive int (nodes per mini-batch) or None (full batch), "
+                             f"got {self.batch_size!r}")
         if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 1):
             raise ValueError(f"patience must be a positive int or None, got {self.patience!r}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):

@@ -51,6 +51,7 @@ from ..data import (
 from ..models import ModelConfig, NodeClassifier, build_model
 from .checkpoint import write_json_atomic, write_text_atomic
 from .config import TrainConfig
+from .distributed import Distribution
 from .loop import RunResult, check_metric, evaluate, fingerprint, history_fields, read_last, stored_result, train_run
 from .metrics import METRIC_LABELS, score_key
 from .outputs import check_out, make_results_folder, remove_results, results_path
@@ -207,6 +208,7 @@ class Experiment:
     resume: bool
     overwrite: bool
     eval_solvers: tuple[str, ...]
+    distribution: Distribution = Distribution()
 
     def run_dir(self, s: int, r: int) -> Path | None:
         return self.out / f"split{s}" / f"run{r}" if self.out is not None else None
@@ -215,12 +217,16 @@ class Experiment:
             on_run: Callable[[RunResult, NodeClassifier, Split], None] | None = None) -> dict[str, Any]:
         """Train every (split, run) (``overwrite``: after deleting ``out``), write and return the
         results; ``on_run(result, model, split)`` sees every finished run with the model at its
-        best epoch."""
-        data, train_config, out_dir = self.data, self.train_config, self.out
-        if out_dir is not None:
+        best epoch. With several processes (``distribution``) every rank trains, rank 0 alone
+        writes and logs."""
+        data, train_config, out_dir, dist_ = self.data, self.train_config, self.out, self.distribution
+        main = dist_.is_main
+        log = log if main else (lambda line: None)
+        if out_dir is not None and main:
             if self.overwrite:
                 remove_results(out_dir)
             make_results_folder(out_dir)
+        dist_.barrier()
         results: list[RunResult] = []
         started = time.perf_counter()
         for s, node_split in self.node_splits.items():
@@ -228,21 +234,24 @@ class Experiment:
                 run_seed = self.seed + 1000 * s + r
                 torch.manual_seed(run_seed)
                 model = build_model(self.model_config, data).to(data.x.device)
+                if dist_.rank > 0:  # the same initial weights on every rank, other dropout draws
+                    torch.manual_seed(run_seed + 7919 * dist_.rank)
                 run_dir = self.run_dir(s, r)
-                if run_dir is not None:
+                if run_dir is not None and main:
                     make_results_folder(run_dir.parent)
                     make_results_folder(run_dir)
+                dist_.barrier()
                 result = None
                 if run_dir is not None and self.resume:
-                    result = stored_result(run_dir, fingerprint(self.model_config, train_config, node_split, run_seed, data),
-                                           model)
+                    result = stored_result(run_dir, fingerprint(self.model_config, train_config, node_split, run_seed, data,
+                                                                dist_.world_size), model)
                 if result is None:
                     result = train_run(model, data, node_split, train_config, seed=run_seed, run=r, run_dir=run_dir,
-                                       resume=self.resume, progress=progress)
+                                       resume=self.resume, progress=progress, distribution=dist_)
                 if self.eval_solvers:
                     result.extra["solvers"] = evaluate_with_solvers(model, data, node_split, self.eval_solvers,
                                                                     train_config.metric)
-                if run_dir is not None:
+                if run_dir is not None and main:
                     write_text_atomic(_csv(result.history, history_fields(train_config.metric)), run_dir / "history.csv")
                 results.append(result)
                 if on_run is not None:
@@ -260,11 +269,12 @@ class Experiment:
             "split_sizes": {str(s): [int(p.numel()) for p in (sp.train, sp.val, sp.test)] for s, sp in self.node_splits.items()},
             "runs": self.runs, "first_split": first_split, "seed": self.seed, "device": str(data.x.device),
             "num_edges": int(data.edge_index.shape[1]), "weighted": getattr(data, "edge_weight", None) is not None,
+            "world_size": dist_.world_size,
             "model": self.model_config.settings(), "train": dataclasses.asdict(train_config),
             "summary": summarise(results), "results": [r.summary() for r in results],
             "wall_seconds": time.perf_counter() - started,
         }
-        if out_dir is not None:
+        if out_dir is not None and main:
             write_json_atomic(payload, out_dir / "results.json")
             write_text_atomic(_csv([r.summary() for r in results], SUMMARY_FIELDS), out_dir / "results.csv")
         return payload
@@ -314,6 +324,7 @@ def prepare_experiment(
     per_class: int | None = None,
     num_val: int | float | None = None,
     num_test: int | float | None = None,
+    distribution: Distribution | None = None,
 ) -> Experiment:
     """Check an experiment and load its data, training nothing and touching no file.
 
@@ -329,11 +340,14 @@ def prepare_experiment(
     Bad settings, a split index out of range, an ``out`` that is not ours or holds results
     (without ``resume`` or ``overwrite``) and, with ``resume``, a damaged checkpoint or one
     written with other settings raise a ValueError (TypeError for wrong types, FileNotFoundError
-    for missing files) naming the argument and the fix."""
+    for missing files) naming the argument and the fix. ``distribution``: this process's place
+    among several (:func:`~diffusion_pde.training.distributed.initialise`); they need mini-batches."""
+    distribution = distribution or Distribution()
     if not isinstance(model_config, ModelConfig):
         raise TypeError(f"model_config must be a ModelConfig, got {type(model_config).__name__}")
     if not isinstance(train_config, TrainConfig):
         raise TypeError(f"train_config must be a TrainConfig, got {type(train_config).__name__}")
+    distribution.check_batches(train_config.batch_size)
     for name, value, least in (("splits", splits, 1), ("runs", runs, 1), ("first_split", first_split, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
@@ -360,11 +374,12 @@ def prepare_experiment(
     for s, node_split in node_splits.items():
         validate_split(node_split, data, where=f"the {kind} split {s}")
     experiment = Experiment(data, model_config, train_config, kind, node_splits, runs, seed, out_dir, resume,
-                            overwrite, eval_solvers)
+                            overwrite, eval_solvers, distribution)
     if resume and out_dir is not None:
         for s, node_split in node_splits.items():
             for r in range(runs):
-                expected = fingerprint(model_config, train_config, node_split, seed + 1000 * s + r, data)
+                expected = fingerprint(model_config, train_config, node_split, seed + 1000 * s + r, data,
+                                       distribution.world_size)
                 run_dir = experiment.run_dir(s, r)
                 if stored_result(run_dir, expected) is None:
                     read_last(run_dir, expected)

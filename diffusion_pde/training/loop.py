@@ -1,10 +1,12 @@
-"""One training run: full-batch Adam on the training nodes, evaluation every epoch, the test
-score (accuracy or ROC-AUC) taken at the epoch of best validation score, atomic checkpoints and
-exact resume.
+"""One training run: Adam on the training nodes, full-batch or in random node partitions
+(:mod:`.batching`), in one process or several (:mod:`.distributed`), evaluation on the full graph
+every epoch, the test score (accuracy or ROC-AUC) taken at the epoch of best validation score,
+atomic checkpoints and exact resume.
 
 Resuming is exact: ``last.pt`` holds the model, the optimiser state, the epoch, the history, the
 best state so far and torch's random-number state (dropout draws from it), so a run interrupted
-after epoch e and resumed reproduces the uninterrupted run bit for bit on the same machine.
+after epoch e and resumed reproduces the uninterrupted run bit for bit on the same machine (with
+several processes: each rank's random state is kept, and the world size must be the same).
 
 A NaN or Inf stops the run with :class:`NonFiniteError`, naming the epoch and where it first
 appeared (the model's output or a hidden state, the training loss, a parameter's gradient, a
@@ -35,8 +37,10 @@ import solvers
 
 from ..data import Split, dataset_source
 from ..models import ModelConfig, NodeClassifier
+from .batching import induced_batch, node_partitions
 from .checkpoint import load_checkpoint, save_atomic, write_json_atomic
 from .config import TrainConfig
+from .distributed import Distribution
 from .metrics import accuracy, roc_auc, score_key
 
 
@@ -103,7 +107,8 @@ def _first_nonfinite(named: Iterable[tuple[str, torch.Tensor | None]]) -> str | 
     return next((name for name, value in named if value is not None and not bool(torch.isfinite(value).all())), None)
 
 
-def _locate_nonfinite(model: NodeClassifier, x: torch.Tensor, training: bool, rng: dict[str, Any]) -> tuple[str, str] | None:
+def _locate_nonfinite(model: NodeClassifier, x: torch.Tensor, graph: Data | None, training: bool,
+                      rng: dict[str, Any]) -> tuple[str, str] | None:
     """After a failure: the first non-finite parameter, else the first module whose output is
     non-finite when the failed forward pass is replayed (train or eval mode, the same random
     draws), else None."""
@@ -123,7 +128,7 @@ def _locate_nonfinite(model: NodeClassifier, x: torch.Tensor, training: bool, rn
     _set_rng_state(rng)
     try:
         with torch.no_grad():
-            model(x)
+            model(x, graph)
     except (ValueError, solvers.IntegrationError):  # a solver refusing the non-finite state the hooks saw
         pass
     finally:
@@ -135,13 +140,15 @@ def _locate_nonfinite(model: NodeClassifier, x: torch.Tensor, training: bool, rn
 @dataclass
 class _Watch:
     """Turns a NaN/Inf met in an epoch of the run ``label`` into the NonFiniteError naming where it
-    first appeared and what is left on disk (``saved``: the epoch ``last.pt`` holds, 0 for none)."""
+    first appeared and what is left on disk (``saved``: the epoch ``last.pt`` holds, 0 for none).
+    ``x`` and ``graph`` are the input of the step being watched (``graph`` None: the full graph)."""
 
     model: NodeClassifier
     x: torch.Tensor
     label: str
     run_dir: Path | None
     saved: int
+    graph: Data | None = None
 
     def error(self, epoch: int, quantity: str, name: str | None, detail: str = "") -> NonFiniteError:
         if self.run_dir is None:
@@ -160,7 +167,7 @@ class _Watch:
                 detail: str = "") -> NonFiniteError | None:
         """The error naming where the NaN/Inf was first seen, else the ``fallback`` quantity's
         (None without one: then the failure was not a non-finite value)."""
-        where = _locate_nonfinite(self.model, self.x, training, rng)
+        where = _locate_nonfinite(self.model, self.x, self.graph, training, rng)
         if where is not None:
             return self.error(epoch, *where, detail)
         return self.error(epoch, fallback, None, detail) if fallback is not None else None
@@ -217,11 +224,12 @@ _CONTENTS = {"x": "the node features x", "edge_index": "the edges (edge_index)",
 NOT_FINGERPRINTED = ("checkpoint_every",)  # training settings that do not change the results
 
 
-def fingerprint(model_config: ModelConfig, config: TrainConfig, split: Split, seed: int, data: Data) -> dict[str, Any]:
+def fingerprint(model_config: ModelConfig, config: TrainConfig, split: Split, seed: int, data: Data,
+                world_size: int = 1) -> dict[str, Any]:
     """What a run's checkpoints must have been written with to be resumed: the settings the model
     uses and those that change training (not ``checkpoint_every``), the dataset's name, shape and
     contents (hashes of x, edge_index, edge_weight and y), the split (its kind, index and node
-    sets) and the seed."""
+    sets), the seed and the number of processes (which decides the partitions of an epoch)."""
     train = {k: v for k, v in dataclasses.asdict(config).items() if k not in NOT_FINGERPRINTED}
     return {"model": model_config.settings(), "train": train,
             "data": {"name": getattr(data, "name", None), "num_nodes": int(data.num_nodes),
@@ -229,7 +237,7 @@ def fingerprint(model_config: ModelConfig, config: TrainConfig, split: Split, se
                      **{name: _digest(getattr(data, name, None)) for name in ("x", "edge_index", "edge_weight", "y")}},
             "split": {"kind": split.kind, "index": split.index,
                       **{part: _digest(getattr(split, part).long()) for part in ("train", "val", "test")}},
-            "seed": seed}
+            "seed": seed, "world_size": world_size}
 
 
 def fingerprint_changes(stored: Any, expected: dict[str, Any]) -> str:
@@ -245,8 +253,9 @@ def fingerprint_changes(stored: Any, expected: dict[str, Any]) -> str:
             if old.get(key) != new.get(key):
                 changes.append(f"{_CONTENTS[key]} changed" if key in _CONTENTS and group in ("data", "split") else
                                f"{key} {old.get(key, 'unset')!r} then, {new.get(key, 'unset')!r} now")
-    if stored["seed"] != expected["seed"]:
-        changes.append(f"seed {stored['seed']} then, {expected['seed']} now")
+    for key, what in (("seed", "seed"), ("world_size", "processes (world size)")):
+        if stored[key] != expected[key]:
+            changes.append(f"{what} {stored[key]} then, {expected[key]} now")
     return "; ".join(changes)
 
 
@@ -295,6 +304,29 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _cross_entropy(logits: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The mean cross-entropy over ``index``; 0 (still a function of the logits, so every rank of
+    a distributed step has gradients to average) when ``index`` is empty."""
+    if index.numel() == 0:
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[index], y[index])
+
+
+def _optimiser_step(model: NodeClassifier, optimizer: torch.optim.Optimizer, watch: _Watch, epoch: int,
+                    loss: torch.Tensor, rng: dict[str, Any]) -> float:
+    """Backward and step; a NaN/Inf in the loss or a gradient raises the NonFiniteError."""
+    loss_value = loss.item()
+    if not math.isfinite(loss_value):
+        raise watch.located(epoch, True, rng, "loss", f" (the training loss is {loss_value})")
+    loss.backward()
+    grads = [(name, p.grad) for name, p in model.named_parameters() if p.grad is not None]
+    largest = torch.stack([torch.linalg.vector_norm(g, math.inf) for _, g in grads]).max()  # NaN if any is
+    if not math.isfinite(largest.item()):
+        raise watch.error(epoch, "gradient", _first_nonfinite(grads), f" (the training loss, {loss_value:.6g}, is finite)")
+    optimizer.step()
+    return loss_value
+
+
 def train_run(
     model: NodeClassifier,
     data: Data,
@@ -307,21 +339,31 @@ def train_run(
     resume: bool = False,
     progress: bool | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    distribution: Distribution | None = None,
 ) -> RunResult:
     """Train ``model`` (already seeded and on ``data``'s device) on ``split``.
+
+    Full batch (``config.batch_size`` None): one step per epoch on the whole graph. Mini-batch:
+    one step per random node partition of the epoch (:func:`~.batching.node_partitions`), on its
+    induced subgraph, with a progress bar over the partitions. With a ``distribution`` of W > 1
+    processes (:mod:`.distributed`; the model is wrapped in DistributedDataParallel here) rank r
+    takes partitions r, r + W, ...; the gradients of a step are averaged over the ranks.
 
     With ``run_dir`` the run writes ``last.pt`` (every ``checkpoint_every`` epochs and at the
     end), ``best.pt`` (the weights of the best validation epoch, at the same moments; both also
     hold the architecture and the dataset's identity, which :func:`load_model` rebuilds the model
-    from) and ``result.json`` when done. ``resume=True`` continues from ``last.pt`` (or returns the stored
-    result of a finished run); the settings must match the checkpoint's. ``on_epoch(epoch,
-    metrics)`` is called after every epoch (tests use it to interrupt a run). A NaN or Inf raises
-    :class:`NonFiniteError` before its epoch is checkpointed.
+    from) and ``result.json`` when done; only rank 0 writes. ``resume=True`` continues from
+    ``last.pt`` (or returns the stored result of a finished run); the settings must match the
+    checkpoint's. ``on_epoch(epoch, metrics)`` is called after every epoch (tests use it to
+    interrupt a run). A NaN or Inf raises :class:`NonFiniteError` before its epoch is checkpointed.
     """
     device = data.x.device
+    dist_ = distribution or Distribution()
     split = split.to(device)
+    dist_.check_batches(config.batch_size)
+    trainer = dist_.wrap(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    expected = fingerprint(model.config, config, split, seed, data)
+    expected = fingerprint(model.config, config, split, seed, data, dist_.world_size)
     rebuild = {"architecture": architecture(model, data), "dataset": dataset_source(data)}
     history: list[dict[str, float]] = []
     num_classes = int(data.y.max()) + 1
@@ -330,31 +372,61 @@ def train_run(
     best: dict[str, Any] = {"epoch": 0, "score": -1.0, "state": None, "metrics": None}
     start = 1
     run_dir = Path(run_dir) if run_dir is not None else None
+    train_mask = torch.zeros(data.num_nodes, dtype=torch.bool, device=device)
+    train_mask[split.train] = True
 
     ckpt = read_last(run_dir, expected, device) if run_dir is not None and resume else None
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         history, best = ckpt["history"], ckpt["best"]
-        _set_rng_state(ckpt["rng"])
+        _set_rng_state(ckpt["rng"][dist_.rank] if dist_.active else ckpt["rng"])
         start = ckpt["epoch"] + 1
     watch = _Watch(model, data.x, f"split {split.index} run {run}", run_dir, saved=start - 1)
 
     def checkpoint(epoch: int) -> None:
-        if run_dir is None:
+        rng = dist_.gather(_rng_state()) if dist_.active else _rng_state()
+        if run_dir is None or not dist_.is_main:
             return
         if best["state"] is not None:
             save_atomic({"epoch": best["epoch"], "model": best["state"], "metrics": best["metrics"],
                          "fingerprint": expected, **rebuild}, run_dir / "best.pt")
         save_atomic({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "history": history, "best": best, "rng": _rng_state(), "fingerprint": expected, **rebuild},
+                     "history": history, "best": best, "rng": rng, "fingerprint": expected, **rebuild},
                     run_dir / "last.pt")
         watch.saved = epoch
+
+    def full_batch_step(epoch: int) -> float:
+        optimizer.zero_grad(set_to_none=True)
+        rng = _rng_state()
+        watch.x, watch.graph = data.x, None
+        with watch.solver_refusals(epoch, True, rng):
+            logits = trainer(data.x)
+        return _optimiser_step(model, optimizer, watch, epoch, _cross_entropy(logits, data.y, split.train), rng)
+
+    def mini_batch_steps(epoch: int) -> float:
+        parts = node_partitions(data.num_nodes, config.batch_size, seed=seed, epoch=epoch, world_size=dist_.world_size)
+        mine = parts[dist_.rank::dist_.world_size]
+        total, count = 0.0, 0
+        with tqdm(mine, desc=f"epoch {epoch}", unit="batch", leave=False, dynamic_ncols=True,
+                  disable=(not progress or not dist_.is_main) if progress is not None else not dist_.is_main or None) as batches:
+            for nodes in batches:
+                batch = induced_batch(data, nodes, train_mask)
+                optimizer.zero_grad(set_to_none=True)
+                rng = _rng_state()
+                watch.x, watch.graph = batch.graph.x, batch.graph
+                with watch.solver_refusals(epoch, True, rng, f" (a mini-batch of {nodes.numel()} nodes)"):
+                    logits = trainer(batch.graph.x, batch.graph)
+                loss = _optimiser_step(model, optimizer, watch, epoch, _cross_entropy(logits, batch.graph.y, batch.train), rng)
+                total, count = total + loss * batch.train.numel(), count + batch.train.numel()
+                batches.set_postfix(loss=f"{loss:.3f}")
+        return total / max(count, 1)
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     bar = tqdm(total=config.epochs, initial=start - 1, desc=f"split {split.index} run {run}", unit="epoch",
-               leave=False, disable=(not progress) if progress is not None else None, dynamic_ncols=True)
+               leave=False, disable=(not progress or not dist_.is_main) if progress is not None else not dist_.is_main or None,
+               dynamic_ncols=True)
     since_best = (start - 1) - best["epoch"]
     stopped_early = False
     epoch = start - 1
@@ -365,25 +437,13 @@ def train_run(
                 epoch -= 1
                 break
             tick = time.perf_counter()
-            model.train()
-            optimizer.zero_grad(set_to_none=True)
-            rng = _rng_state()
-            with watch.solver_refusals(epoch, True, rng):
-                logits = model(data.x)
-            loss = F.cross_entropy(logits[split.train], data.y[split.train])
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise watch.located(epoch, True, rng, "loss", f" (the training loss is {loss_value})")
-            loss.backward()
-            grads = [(name, p.grad) for name, p in model.named_parameters() if p.grad is not None]
-            largest = torch.stack([torch.linalg.vector_norm(g, math.inf) for _, g in grads]).max()  # NaN if any is
-            if not math.isfinite(largest.item()):
-                raise watch.error(epoch, "gradient", _first_nonfinite(grads), f" (the training loss, {loss_value:.6g}, is finite)")
-            optimizer.step()
-            with watch.solver_refusals(epoch, False, rng, " after the optimiser step"):
+            trainer.train()
+            loss_value = full_batch_step(epoch) if config.batch_size is None else mini_batch_steps(epoch)
+            watch.x, watch.graph = data.x, None
+            with watch.solver_refusals(epoch, False, _rng_state(), " after the optimiser step"):
                 metrics = {"epoch": epoch, "loss": loss_value, **evaluate(model, data, split, config.metric)}
             if not math.isfinite(metrics["val_loss"]):
-                raise watch.located(epoch, False, rng, "val_loss", " after the optimiser step")
+                raise watch.located(epoch, False, _rng_state(), "val_loss", " after the optimiser step")
             metrics["seconds"] = time.perf_counter() - tick
             history.append(metrics)
             if metrics[val_key] > best["score"]:
@@ -419,7 +479,7 @@ def train_run(
         peak_memory_mb=torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
         history=history,
     )
-    if run_dir is not None:
+    if run_dir is not None and dist_.is_main:
         write_json_atomic({**result.summary(), "fingerprint": expected}, run_dir / "result.json")
     return result
 

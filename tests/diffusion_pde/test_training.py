@@ -14,6 +14,8 @@ import pytest
 import torch
 from torch_geometric.data import Data
 
+from saved_graphs import two_community_graph
+
 from diffusion_pde.cli import main
 from diffusion_pde.data import Split, load_dataset, random_split
 from diffusion_pde.models import ModelConfig, build_model
@@ -22,20 +24,6 @@ from diffusion_pde.training import loop
 from diffusion_pde.training.experiment import evaluate_with_solvers
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-def two_community_graph(n: int = 60, seed: int = 0) -> tuple[Data, Split]:
-    """Two noisy communities (features tell the class apart weakly, edges mostly within)."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 2
-    x = torch.rand(n, 6, generator=g) + 1.5 * y[:, None] * torch.tensor([1.0, 0, 0, 0, 0, 0])
-    src, dst = torch.randint(0, n, (2, 4 * n), generator=g)
-    keep = (y[src] == y[dst]) | (torch.rand(4 * n, generator=g) < 0.1)
-    edge_index = torch.cat([torch.stack([src[keep], dst[keep]]), torch.stack([dst[keep], src[keep]])], dim=1)
-    data = Data(x=x, edge_index=edge_index, y=y, num_nodes=n)
-    data.name = "toy"
-    perm = torch.randperm(n, generator=g)
-    return data, Split("random", 0, perm[:10], perm[10:30], perm[30:])
 
 
 def small_model(data: Data, seed: int = 0, **changes):
