@@ -25,23 +25,21 @@ from torch import nn
 @dataclass(frozen=True)
 class Distribution:
     """Where this process stands: its ``rank`` in a group of ``world_size`` processes (a single
-    process is rank 0 of 1)."""
+    process is rank 0 of 1); ``grouped`` when it belongs to a torch.distributed process group
+    (every torchrun launch, also of one process)."""
 
     rank: int = 0
     world_size: int = 1
+    grouped: bool = False
 
     @property
     def is_main(self) -> bool:
         """Rank 0, the only process that writes files and prints."""
         return self.rank == 0
 
-    @property
-    def active(self) -> bool:
-        return self.world_size > 1
-
     def check_batches(self, batch_size: int | None) -> None:
         """Several processes share an epoch's mini-batches: full-batch training is refused."""
-        if self.active and batch_size is None:
+        if self.world_size > 1 and batch_size is None:
             raise ValueError(f"training in {self.world_size} processes needs mini-batches: pass batch_size "
                              "(--batch-size B), so that the ranks share an epoch's partitions")
 
@@ -49,7 +47,7 @@ class Distribution:
         """``model`` in ``DistributedDataParallel`` for several processes, else itself. The
         graph operators (buffers built from the data on every rank, some of them sparse) are
         left out of DDP's synchronisation; parameters start from rank 0's."""
-        if not self.active:
+        if not self.grouped:
             return model
         from torch.nn.parallel import DistributedDataParallel
 
@@ -60,14 +58,14 @@ class Distribution:
 
     def gather(self, value: Any) -> list[Any]:
         """Every rank's ``value``, in rank order (``[value]`` in one process)."""
-        if not self.active:
+        if not self.grouped:
             return [value]
         out: list[Any] = [None] * self.world_size
         dist.all_gather_object(out, value)
         return out
 
     def barrier(self) -> None:
-        if self.active:
+        if self.grouped:
             dist.barrier()
 
 
@@ -86,13 +84,13 @@ def local_device(device: torch.device) -> torch.device:
 def initialise(device: torch.device) -> Distribution:
     """Join the process group torchrun prepared (gloo for CPU, nccl for CUDA) and return this
     process's place in it; a single process (no torchrun) is ``Distribution()``."""
-    if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
+    if not launched_by_torchrun():
         return Distribution()
     if not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return Distribution(dist.get_rank(), dist.get_world_size())
+    return Distribution(dist.get_rank(), dist.get_world_size(), grouped=True)
 
 
 def shutdown() -> None:

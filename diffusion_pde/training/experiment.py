@@ -40,12 +40,11 @@ from ..data import (
     Split,
     dataset_source,
     default_split,
-    is_builtin,
     mask_split,
     offered_splits,
     open_dataset,
-    random_sizes,
     random_split,
+    split_sizes,
     validate_split,
 )
 from ..models import ModelConfig, NodeClassifier, build_model
@@ -64,14 +63,15 @@ SUMMARY_FIELDS = ("split", "run", "seed", "best_epoch", "metric", "val_score", "
 def make_split(data: Data, kind: str, index: int, *, per_class: int | None = None, num_val: int | float | None = None,
                num_test: int | float | None = None) -> Split:
     """Split ``index`` of ``kind`` for ``data`` (a built-in dataset or a user's graph). Random
-    splits take the sizes given, else :func:`~diffusion_pde.data.random_sizes` (the paper's 20
-    per class / 500 / 1000 on built-in datasets, sizes that fit on a user's graph)."""
+    splits take the sizes given, else :func:`~diffusion_pde.data.split_sizes` (the paper's 20
+    per class / 500 / 1000 on the classic built-in datasets, 50/25/25 on the large ones, sizes
+    that fit on a user's graph)."""
     offered = offered_splits(data)
     if kind not in offered:
         raise ValueError(f"split {kind!r} is not available: dataset {data.name!r} offers the splits {', '.join(offered)}")
     if kind == "random":
         given = {"per_class": per_class, "num_val": num_val, "num_test": num_test}
-        sizes = {**random_sizes(data.y, builtin=is_builtin(data)), **{k: v for k, v in given.items() if v is not None}}
+        sizes = {**split_sizes(data), **{k: v for k, v in given.items() if v is not None}}
         return random_split(data.y, index, **sizes)
     return mask_split(data, kind, index)
 
@@ -222,6 +222,7 @@ class Experiment:
         data, train_config, out_dir, dist_ = self.data, self.train_config, self.out, self.distribution
         main = dist_.is_main
         log = log if main else (lambda line: None)
+        dist_.barrier()  # every rank has checked ``out`` before rank 0 writes there
         if out_dir is not None and main:
             if self.overwrite:
                 remove_results(out_dir)

@@ -380,12 +380,12 @@ def train_run(
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         history, best = ckpt["history"], ckpt["best"]
-        _set_rng_state(ckpt["rng"][dist_.rank] if dist_.active else ckpt["rng"])
+        _set_rng_state(ckpt["rng"][dist_.rank] if dist_.grouped else ckpt["rng"])
         start = ckpt["epoch"] + 1
     watch = _Watch(model, data.x, f"split {split.index} run {run}", run_dir, saved=start - 1)
 
     def checkpoint(epoch: int) -> None:
-        rng = dist_.gather(_rng_state()) if dist_.active else _rng_state()
+        rng = dist_.gather(_rng_state()) if dist_.grouped else _rng_state()
         if run_dir is None or not dist_.is_main:
             return
         if best["state"] is not None:
