@@ -10,9 +10,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from torch_geometric.data import Data
+
 import solvers
 
-from ..data import DATASETS, SPLIT_KINDS, available_datasets
+from ..data import DATASETS, SPLIT_KINDS, SYNTHETIC_DEFAULTS, available_datasets, open_dataset
 from ..models import MODELS, ModelConfig
 from ..models.config import DISCRETE_SETTINGS, QK_NORMS, model_uses
 from ..training import MODEL_DEFAULTS, PRESETS, TrainConfig, prepare_experiment, resolve
@@ -59,13 +61,15 @@ def _setting(group: argparse._ArgumentGroup, flag: str, help: str, **kwargs: Any
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """Model, data and optimisation flags shared by ``train`` and ``sweep``."""
     p.add_argument("--dataset", default="cora", metavar="NAME|PATH",
-                   help=f"a built-in dataset ({', '.join(available_datasets())}; cora is embedded, the others are read "
-                        "from --root) or your own graph: a saved torch_geometric Data (.pt) or a folder with edge_index, "
-                        "x, y [and train/val/test_mask] as .csv or .npy files (see docs/training.md)")
+                   help=f"a built-in dataset ({', '.join(available_datasets())}; cora is embedded, synthetic is "
+                        "generated (--num-nodes), the others are read from --root) or your own graph: a saved "
+                        "torch_geometric Data (.pt) or a folder with edge_index, x, y [and train/val/test_mask] as .csv "
+                        "or .npy files (see docs/training.md)")
     p.add_argument("--root", default=None, metavar="DIR",
                    help="built-in datasets: folder with the PyG raw files (<root>/Planetoid/CiteSeer/raw/..., e.g. "
-                        "../shared/data); only read, copied to the cache first; nothing is downloaded when it is given "
-                        "(default: download into the cache)")
+                        "../shared/data), OGB's (<root>/ogbn_arxiv/raw/..., split/...) or LINKX's pokec.mat; only read, "
+                        "copied to the cache first; nothing is downloaded when it is given (default: download into the "
+                        "cache; pokec is never downloaded)")
     p.add_argument("--model", default="difformer_s", choices=MODELS, help="the propagation rule")
     _setting(p, "--depth", "discrete: --layers Euler layers with own weights; continuous: one field integrated over "
                            "[0, --t1] with the solver flags below", choices=("discrete", "continuous"))
@@ -112,18 +116,21 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--split", default=None, choices=SPLIT_KINDS,
                    help="random (training nodes per class, then validation and test nodes), public (Planetoid), "
                         "geom-gcn (10 fixed 60/20/20 splits) or fixed (the splits stored with the data: "
-                        "minesweeper/tolokers, or the masks of your own graph) (default: random on cora, citeseer, "
-                        "pubmed; fixed on minesweeper, tolokers and on your own graph when it has masks, else random; "
-                        "geom-gcn elsewhere)")
-    s.add_argument("--train-per-class", dest="per_class", type=int, default=None, metavar="N",
-                   help="random splits: training nodes per class (default: 20 on built-in datasets, as in the paper; "
-                        "on your own graph min(20, half the smallest class))")
+                        "minesweeper/tolokers, OGB's official split, pokec's 5 LINKX 50/25/25 splits, or the masks of "
+                        "your own graph) (default: random on cora, citeseer, pubmed, synthetic; fixed on minesweeper, "
+                        "tolokers, ogbn-*, pokec and on your own graph when it has masks, else random; geom-gcn "
+                        "elsewhere)")
+    s.add_argument("--train-per-class", dest="per_class", type=count_or_fraction, default=None, metavar="N|FRACTION",
+                   help="random splits: training nodes per class, a count or a fraction of each class's nodes (default: "
+                        "20 on built-in datasets, as in the paper; 0.5 on synthetic, ogbn-arxiv, ogbn-products; on your "
+                        "own graph min(20, half the smallest class))")
     s.add_argument("--val-size", dest="num_val", type=count_or_fraction, default=None, metavar="N|FRACTION",
                    help="random splits: validation nodes, a count or a fraction of the nodes left after the training "
-                        "nodes (default: 500 on built-in datasets; 0.5 on your own graph)")
+                        "nodes (default: 500 on built-in datasets; 0.5 on synthetic, ogbn-arxiv, ogbn-products and on "
+                        "your own graph)")
     s.add_argument("--test-size", dest="num_test", type=count_or_fraction, default=None, metavar="N|FRACTION",
-                   help="random splits: test nodes, as --val-size (default: 1000 on built-in datasets; 0.5 on your own "
-                        "graph)")
+                   help="random splits: test nodes, as --val-size (default: 1000 on built-in datasets; 0.5 on "
+                        "synthetic, ogbn-arxiv, ogbn-products and on your own graph)")
     s.add_argument("--splits", type=int, default=1, help="number of splits K (random: split seeds F..F+K-1)")
     s.add_argument("--first-split", type=int, default=0, metavar="F",
                    help="index of the first split; e.g. tune on --first-split 10, report on 0..K-1")
@@ -194,10 +201,25 @@ def dataset_key(dataset: str) -> str:
     return path.stem if path.suffix in (".pt", ".pth") else path.name
 
 
+def dataset_arg(args: argparse.Namespace) -> str | Data:
+    """``--dataset``, or with ``--num-nodes`` the synthetic graph of that size (generated here: the
+    experiment takes the ``Data``, which remembers how to generate it again)."""
+    if args.num_nodes is None:
+        return args.dataset
+    if args.dataset != "synthetic":
+        raise ValueError(f"--num-nodes sets the size of the generated graph of --dataset synthetic, but dataset "
+                         f"{args.dataset!r} has its own size: drop --num-nodes")
+    return open_dataset("synthetic", root=args.root, num_nodes=args.num_nodes)
+
+
 def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("train", help="train a DIFFormer model or a baseline on node classification",
                             description=__doc__, formatter_class=HelpFormatter)
     add_model_arguments(p)
+    p.add_argument("--num-nodes", type=int, default=None, metavar="N",
+                   help=f"--dataset synthetic: the number of nodes of the generated graph (default: "
+                        f"{SYNTHETIC_DEFAULTS['num_nodes']}; the other settings are synthetic_graph's defaults, see "
+                        "docs/scale.md)")
     o = p.add_argument_group("output")
     o.add_argument("--out", default=None, metavar="DIR",
                    help="results and checkpoints; a new or empty folder, or one of our results folders (default: "
@@ -231,7 +253,7 @@ def _train(args: argparse.Namespace) -> int:
         distribution.check_batches(train_config.batch_size)
         out = Path(args.out) if args.out else Path("runs") / f"{dataset_key(args.dataset)}-{args.model}-{model_config.depth}"
         experiment = prepare_experiment(
-            args.dataset, model_config, train_config, split=args.split, splits=args.splits, runs=args.runs,
+            dataset_arg(args), model_config, train_config, split=args.split, splits=args.splits, runs=args.runs,
             first_split=args.first_split, seed=args.seed, root=args.root, device=device, out=out, resume=args.resume,
             overwrite=args.overwrite, eval_solvers=args.eval_solvers, distribution=distribution,
             **{name: getattr(args, name) for name in SIZE_FLAGS},
@@ -241,7 +263,7 @@ def _train(args: argparse.Namespace) -> int:
     log = (lambda line: None) if (args.quiet or args.json or not main) else print
     weighted = " (weighted)" if getattr(data, "edge_weight", None) is not None else ""
     batches = "full batch" if train_config.batch_size is None else f"mini-batches of <= {train_config.batch_size} nodes"
-    processes = f" x {distribution.world_size} processes" if distribution.active else ""
+    processes = f" x {distribution.world_size} processes" if distribution.grouped else ""
     log(f"{data.name} ({data.num_nodes} nodes, {data.edge_index.shape[1]} edges{weighted}, {data.x.shape[1]} features): "
         f"{args.model} ({model_config.describe()}), {train_config.epochs} epochs, lr {train_config.lr}, "
         f"weight decay {train_config.weight_decay}, {batches}; {args.splits} {experiment.split} split(s) from index "

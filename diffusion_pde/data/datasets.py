@@ -1,4 +1,6 @@
-"""Node-classification datasets through PyG's dataset classes, prepared as in the DIFFormer paper.
+"""Node-classification datasets through PyG's dataset classes, prepared as in the DIFFormer paper,
+plus the large graphs of :mod:`.large` (OGB's ogbn-*, LINKX's Pokec) and the generated
+``synthetic`` benchmark of :mod:`.synthetic`.
 
 Preparation: features row-normalised (each row divided by its sum; all-zero rows stay zero) for
 the bag-of-words datasets, kept as given for the heterophilous-graph ones (real-valued features);
@@ -11,7 +13,8 @@ the raw files into the cache (needs network); with ``root``, or for the embedded
 ever downloaded: a missing file is an error naming it.
 
 Every loaded graph carries ``source``, what identifies it for a checkpoint (:func:`dataset_source`):
-a built-in dataset's name and root, a user file's path, or nothing for a ``Data`` made in Python.
+a built-in dataset's name and root (and, for ``synthetic``, the generator's settings), a user
+file's path, or nothing for a ``Data`` made in Python.
 """
 
 from __future__ import annotations
@@ -19,14 +22,18 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 from torch_geometric.data import Data
 from torch_geometric.utils import to_undirected
 
 from ._embedded import load_cora
+from .large import load_ogb, load_pokec
+from .splits import PAPER_SIZES, random_sizes
+from .synthetic import SYNTHETIC_DEFAULTS, synthetic_graph
 
 
 def default_cache() -> Path:
@@ -38,12 +45,18 @@ def default_cache() -> Path:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """Where a dataset lives under ``root`` and which PyG dataset class reads it from a (cache) root."""
+    """Where a dataset lives under ``root`` and which PyG dataset class reads it from a (cache)
+    root, or the ``loader`` that reads (or generates) it: ``loader(root, cache, **options)`` gives a
+    prepared ``Data`` (float32 features, undirected graph, labels, masks)."""
 
     folder: str                                                  # relative to root, e.g. "Planetoid/CiteSeer"
-    source: Callable[[Path, bool], tuple[type, dict[str, Any]]]  # (cache root, geom-gcn splits?) -> (class, kwargs)
+    source: Callable[[Path, bool], tuple[type, dict[str, Any]]] | None  # (cache root, geom-gcn?) -> (class, kwargs)
     row_normalise: bool
-    splits: tuple[str, ...]                                      # split kinds this dataset offers
+    splits: tuple[str, ...]                                      # split kinds this dataset offers; the first: default
+    loader: Callable[..., Data] | None = None
+    random_sizes: Mapping[str, int | float] | None = None       # a random split's default sizes (None: the paper's)
+    multilabel: bool = False                                     # y is [N, tasks] of 0/1: not trainable here
+    generated: bool = False                                      # made from options, not read from a root
 
 
 def _planetoid(name: str) -> Callable[[Path, bool], tuple[type, dict[str, Any]]]:
@@ -79,8 +92,19 @@ def _heterophilous(name: str) -> Callable[[Path, bool], tuple[type, dict[str, An
     return source
 
 
+def _synthetic(root: Path | None, cache: Path, **options: Any) -> Data:
+    unknown = sorted(set(options) - set(SYNTHETIC_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown option(s) {', '.join(unknown)} for the synthetic dataset; its options: "
+                         f"{', '.join(SYNTHETIC_DEFAULTS)}")
+    return synthetic_graph(**{**SYNTHETIC_DEFAULTS, **options})
+
+
 PLANETOID_SPLITS = ("random", "public", "geom-gcn")
 GEOM_SPLITS = ("geom-gcn", "random")
+# Random splits of the large graphs: 50% of each class for training, then half of the rest each
+# for validation and test (50/25/25, the LINKX/DIFFormer proportions for large graphs).
+LARGE_SIZES = {"per_class": 0.5, "num_val": 0.5, "num_test": 0.5}
 DATASETS: dict[str, DatasetSpec] = {
     "cora": DatasetSpec("Planetoid/Cora", _planetoid("Cora"), True, PLANETOID_SPLITS),
     "citeseer": DatasetSpec("Planetoid/CiteSeer", _planetoid("CiteSeer"), True, PLANETOID_SPLITS),
@@ -95,6 +119,14 @@ DATASETS: dict[str, DatasetSpec] = {
                                ("fixed", "random")),
     "tolokers": DatasetSpec("HeterophilousGraphDataset/tolokers", _heterophilous("Tolokers"), False,
                             ("fixed", "random")),
+    "ogbn-arxiv": DatasetSpec("ogbn_arxiv", None, False, ("fixed", "random"), partial(load_ogb, "ogbn-arxiv"),
+                              LARGE_SIZES),
+    "ogbn-products": DatasetSpec("ogbn_products", None, False, ("fixed", "random"), partial(load_ogb, "ogbn-products"),
+                                 LARGE_SIZES),
+    "ogbn-proteins": DatasetSpec("ogbn_proteins", None, False, ("fixed",), partial(load_ogb, "ogbn-proteins"),
+                                 multilabel=True),
+    "pokec": DatasetSpec("pokec", None, False, ("fixed",), load_pokec),
+    "synthetic": DatasetSpec("", None, False, ("random",), _synthetic, LARGE_SIZES, generated=True),
 }
 
 
@@ -154,22 +186,45 @@ def row_normalise(x: torch.Tensor) -> torch.Tensor:
 
 
 def load_dataset(name: str, *, root: str | Path | None = None, cache: str | Path | None = None,
-                 geom_gcn: bool = False, dtype: torch.dtype = torch.float32) -> Data:
+                 geom_gcn: bool = False, dtype: torch.dtype = torch.float32, **options: Any) -> Data:
     """Load and prepare dataset ``name`` (see :data:`DATASETS`) as a PyG ``Data``.
 
     ``geom_gcn=True`` also loads the 10 geom-gcn split masks (``[N, 10]``) for the Planetoid
     datasets; the other geom-gcn datasets always carry theirs. Returns ``Data`` with ``x``
-    (prepared features, ``dtype``), undirected ``edge_index``, ``y``, the masks PyG provides, and
-    ``name`` / ``num_classes`` / ``source``. Nothing is downloaded with ``root`` or for the
-    embedded Cora (its geom-gcn splits need ``root``): a missing file raises FileNotFoundError.
+    (prepared features, ``dtype``), undirected ``edge_index``, ``y``, the masks the dataset
+    provides, and ``name`` / ``num_classes`` / ``source``. Nothing is downloaded with ``root`` or
+    for the embedded Cora (its geom-gcn splits need ``root``): a missing file raises
+    FileNotFoundError. ``options`` are the generator settings of ``synthetic``
+    (:func:`~diffusion_pde.data.synthetic_graph`; unset ones take :data:`SYNTHETIC_DEFAULTS`),
+    which is generated, never read from ``root``.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
     spec = DATASETS[name]
+    if options and not spec.generated:
+        raise ValueError(f"{', '.join(options)} set{'s' if len(options) == 1 else ''} the generator of the synthetic "
+                         f"dataset; dataset {name!r} is read as it is: drop {'it' if len(options) == 1 else 'them'}")
+    if spec.generated and root is not None:
+        raise ValueError(f"root (--root) is for the datasets read from files; dataset {name!r} is generated: drop --root")
     root_dir = Path(root) if root is not None else None
     if root_dir is not None and not root_dir.is_dir():
         raise FileNotFoundError(f"root (--root) {root_dir} is not a folder; give the folder holding the PyG raw files "
                                 "(e.g. ../shared/data)")
+    cache_root = Path(cache) if cache is not None else default_cache() / "datasets"
+    if spec.loader is not None:
+        data = spec.loader(root_dir, cache_root, **options)
+        data.x = data.x.to(dtype)
+    else:
+        data = _load_pyg(name, spec, root_dir, cache_root, geom_gcn, dtype)
+    data.name = name
+    data.num_classes = int(data.y.max()) + 1
+    if getattr(data, "source", None) is None:
+        data.source = {"kind": "builtin", "name": name, "root": str(root_dir.resolve()) if root_dir is not None else None}
+    return data
+
+
+def _load_pyg(name: str, spec: DatasetSpec, root_dir: Path | None, cache_root: Path, geom_gcn: bool,
+              dtype: torch.dtype) -> Data:
     if name == "cora" and not geom_gcn:
         raw = load_cora(dtype=torch.float64)
     elif name == "cora" and root_dir is None:
@@ -177,7 +232,6 @@ def load_dataset(name: str, *, root: str | Path | None = None, cache: str | Path
                                 "is downloaded for it: pass --root DIR with Planetoid/Cora/geom-gcn/raw (e.g. "
                                 "../shared/data), or use --split random or public")
     else:
-        cache_root = Path(cache) if cache is not None else default_cache() / "datasets"
         _stage(spec, root_dir, cache_root)
         cls, kwargs = spec.source(cache_root, geom_gcn)
         raw = _without_surprise_downloads(cls, name, root_dir, cache_root)(**kwargs)[0]
@@ -189,16 +243,15 @@ def load_dataset(name: str, *, root: str | Path | None = None, cache: str | Path
     for mask in ("train_mask", "val_mask", "test_mask"):
         if getattr(raw, mask, None) is not None:
             data[mask] = raw[mask].bool()
-    data.name = name
-    data.num_classes = int(data.y.max()) + 1
-    data.source = {"kind": "builtin", "name": name, "root": str(root_dir.resolve()) if root_dir is not None else None}
     return data
 
 
 def dataset_source(data: Data) -> dict[str, Any]:
     """What identifies ``data`` in a checkpoint, so that the run's dataset can be loaded again:
-    ``{"kind": "builtin", "name", "root"}``, ``{"kind": "file", "path"}`` or, for a ``Data`` made in
-    Python, ``{"kind": "python", "name"}`` (then predicting needs the graph passed again)."""
+    ``{"kind": "builtin", "name", "root"}`` (for ``synthetic`` also ``"options"``, the generator's
+    settings: ``load_dataset(name, root=root, **options)`` gives the same graph),
+    ``{"kind": "file", "path"}`` or, for a ``Data`` made in Python, ``{"kind": "python", "name"}``
+    (then predicting needs the graph passed again)."""
     source = getattr(data, "source", None)
     return dict(source) if isinstance(source, dict) else {"kind": "python", "name": getattr(data, "name", None) or "data"}
 
@@ -216,27 +269,47 @@ def offered_splits(data: Data) -> tuple[str, ...]:
 
 
 def default_split(dataset: str | Data) -> str:
-    """The split kind used when none is asked for: the paper's for a built-in dataset (random on
-    Cora/CiteSeer/PubMed, the fixed splits of minesweeper/tolokers, geom-gcn elsewhere); a user's
-    graph's masks (``fixed``) when it has them, else ``random``."""
-    name = dataset if isinstance(dataset, str) else (dataset_source(dataset)["name"] if is_builtin(dataset) else None)
-    if name is None:
-        return offered_splits(dataset)[0]
-    return "random" if name in ("cora", "citeseer", "pubmed") else ("fixed" if name in ("minesweeper", "tolokers") else "geom-gcn")
+    """The split kind used when none is asked for: a built-in dataset's first (the paper's:
+    random on Cora/CiteSeer/PubMed, geom-gcn on the geom-gcn datasets; the fixed splits shipped
+    with minesweeper/tolokers, OGB's official split, Pokec's LINKX splits; random on synthetic);
+    a user's graph's masks (``fixed``) when it has them, else ``random``."""
+    if isinstance(dataset, str) and dataset in DATASETS:
+        return DATASETS[dataset].splits[0]
+    return offered_splits(dataset)[0]
+
+
+def split_sizes(data: Data) -> dict[str, int | float]:
+    """The default sizes of a random split of ``data``: the built-in dataset's own (50/25/25 on
+    the large graphs and synthetic, the paper's 20 per class / 500 / 1000 on the others), else
+    sizes that fit a user's graph (:func:`~diffusion_pde.data.random_sizes`)."""
+    if is_builtin(data) and DATASETS[dataset_source(data)["name"]].random_sizes is not None:
+        return dict(DATASETS[dataset_source(data)["name"]].random_sizes)
+    return dict(PAPER_SIZES) if is_builtin(data) else random_sizes(data.y, builtin=False)
 
 
 def open_dataset(dataset: str | Path | Data, *, root: str | Path | None = None, geom_gcn: bool = False,
-                 require_labels: bool = True, dtype: torch.dtype = torch.float32) -> Data:
-    """Any dataset, checked, with ``dtype`` features: a built-in name (:func:`load_dataset`), the
-    path of a user's graph (:func:`~diffusion_pde.data.load_graph`: a saved ``Data`` or a folder
-    of CSV/NPY files) or a ``Data`` (:func:`~diffusion_pde.data.validate_graph_data`). A name wins
-    over a folder of the same name; write ``./cora`` for the folder."""
+                 require_labels: bool = True, dtype: torch.dtype = torch.float32, **options: Any) -> Data:
+    """Any dataset, checked, with ``dtype`` features: a built-in name (:func:`load_dataset`, which
+    takes the ``options`` of ``synthetic``), the path of a user's graph
+    (:func:`~diffusion_pde.data.load_graph`: a saved ``Data`` or a folder of CSV/NPY files) or a
+    ``Data`` (:func:`~diffusion_pde.data.validate_graph_data`). A name wins over a folder of the
+    same name; write ``./cora`` for the folder. ``require_labels`` (training) refuses the
+    multi-label ogbn-proteins, which training cannot handle (load it with :func:`load_dataset`)."""
     from .user import load_graph, validate_graph_data
 
+    if options and not (isinstance(dataset, str) and dataset in DATASETS):
+        raise ValueError(f"{', '.join(options)} set{'s' if len(options) == 1 else ''} the generator of the synthetic "
+                         f"dataset, not of {'a Data' if isinstance(dataset, Data) else repr(str(dataset))}: drop "
+                         f"{'it' if len(options) == 1 else 'them'}")
     if isinstance(dataset, Data):
         return validate_graph_data(dataset, where="dataset", require_labels=require_labels, dtype=dtype)
     if isinstance(dataset, str) and dataset in DATASETS:
-        return load_dataset(dataset, root=root, geom_gcn=geom_gcn, dtype=dtype)
+        if require_labels and DATASETS[dataset].multilabel:
+            raise ValueError(
+                f"dataset {dataset!r} is multi-label (y is [N, 112]: 112 binary tasks, scored by ROC-AUC), but training "
+                "here is single-label classification (one class per node, cross-entropy); load it with "
+                f"diffusion_pde.data.load_dataset({dataset!r}, root=...) for your own multi-label training code")
+        return load_dataset(dataset, root=root, geom_gcn=geom_gcn, dtype=dtype, **options)
     if not isinstance(dataset, (str, Path)):
         raise TypeError(f"dataset must be a built-in name, a path or a torch_geometric Data, got {type(dataset).__name__}")
     if not Path(dataset).exists():

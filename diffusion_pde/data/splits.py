@@ -2,8 +2,9 @@
 
 * ``random`` (the DIFFormer/Planetoid protocol): for split seed s, a generator seeded with s
   draws ``per_class`` (20) training nodes from every class, then ``num_val`` (500) validation and
-  ``num_test`` (1000) test nodes from the rest, uniformly. A count can also be a fraction in
-  (0, 1) of the nodes left after the training nodes. On a user's own graph the paper's counts
+  ``num_test`` (1000) test nodes from the rest, uniformly. ``per_class`` can also be a fraction
+  in (0, 1) of each class's nodes, ``num_val`` and ``num_test`` fractions of the nodes left after
+  the training nodes (the large graphs' default 50/25/25 is 0.5, 0.5, 0.5). On a user's own graph the paper's counts
   rarely fit, so :func:`random_sizes` picks min(20, half the smallest class) training nodes per
   class and half of the rest each for validation and test.
 * ``public``: the Planetoid public split stored with the dataset (one split).
@@ -61,12 +62,16 @@ def _count(name: str, value: int | float, rest: int) -> int:
     return value
 
 
-def random_split(y: torch.Tensor, seed: int, *, per_class: int = 20, num_val: int | float = 500,
+def random_split(y: torch.Tensor, seed: int, *, per_class: int | float = 20, num_val: int | float = 500,
                  num_test: int | float = 1000) -> Split:
-    """``per_class`` training nodes per class, then ``num_val`` / ``num_test`` (counts, or fractions
-    of the nodes left after the training nodes) from the rest."""
-    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
-        raise ValueError(f"per_class (training nodes per class) must be an int >= 1, got {per_class!r}")
+    """``per_class`` training nodes per class (a count, or a fraction of each class's nodes), then
+    ``num_val`` / ``num_test`` (counts, or fractions of the nodes left after the training nodes)
+    from the rest."""
+    fraction = isinstance(per_class, float)
+    if isinstance(per_class, bool) or not isinstance(per_class, (int, float)) or \
+            (per_class < 1 if not fraction else not 0 < per_class < 1):
+        raise ValueError(f"per_class (training nodes per class) must be an int >= 1 or a fraction in (0, 1) of each "
+                         f"class's nodes, got {per_class!r}")
     generator = torch.Generator().manual_seed(int(seed))
     y = y.cpu()
     train = []
@@ -83,13 +88,14 @@ def random_split(y: torch.Tensor, seed: int, *, per_class: int = 20, num_val: in
                 "validation and test): drop that class's node or merge the class into another (and relabel to "
                 "0..C-1), or give train/val/test masks with the graph (a fixed split)"
             )
-        if members.numel() <= per_class:
+        count = max(1, int(per_class * members.numel())) if fraction else per_class
+        if members.numel() <= count:
             raise ValueError(
-                f"class {c} has only {members.numel()} nodes, too few for {per_class} training nodes per class "
+                f"class {c} has only {members.numel()} nodes, too few for {count} training nodes per class "
                 f"(some must stay for validation and test); use per_class (--train-per-class) {members.numel() - 1} "
                 "or less, or a split stored with the data (--split public/geom-gcn/fixed, or masks in your own graph)"
             )
-        train.append(members[torch.randperm(members.numel(), generator=generator)[:per_class]])
+        train.append(members[torch.randperm(members.numel(), generator=generator)[:count]])
     train_index = torch.cat(train)
     rest = torch.ones(y.numel(), dtype=torch.bool)
     rest[train_index] = False
