@@ -2,7 +2,8 @@
 
 A subcommand checks its arguments before it starts any work, inside :func:`usage_errors`; what
 fails there (a bad value, a missing or unreadable file, a damaged checkpoint, an unavailable
-device or dataset) is a :class:`UsageError`, which ``main`` prints as one line with exit code 2.
+device or dataset, a missing optional package) is a :class:`UsageError`, which ``main`` prints
+as one line with exit code 2.
 Errors raised once the work has started are not usage errors: they keep their traceback.
 """
 
@@ -74,15 +75,15 @@ def _named_flags(message: str, flags: Mapping[str, str]) -> list[str]:
 
 @contextmanager
 def usage_errors(flags: Mapping[str, str] | None = None) -> Iterator[None]:
-    """Checks before any work: a ValueError, TypeError or OSError (a file missing, unreadable or
-    in the way) raised inside is a bad argument and leaves as a :class:`UsageError` (the original
-    is its ``__cause__``), its message completed with the command-line ``flags`` of the settings
-    it names."""
+    """Checks before any work: a ValueError, TypeError, OSError (a file missing, unreadable or
+    in the way) or ImportError (an optional package a dataset needs) raised inside is a bad
+    argument and leaves as a :class:`UsageError` (the original is its ``__cause__``), its message
+    completed with the command-line ``flags`` of the settings it names."""
     try:
         yield
     except UsageError:
         raise
-    except (ValueError, TypeError, OSError) as err:
+    except (ValueError, TypeError, OSError, ImportError) as err:
         message = str(err) if not isinstance(err, OSError) or err.filename is None else \
             f"{err.filename}: {err.strerror or err}"
         named = _named_flags(message, flags or {})
