@@ -36,7 +36,7 @@ import diffusion_pde as dp
 import solvers
 from diffusion_pde.cli import main
 from diffusion_pde.data import Split, load_cora, load_dataset, load_graph, random_split
-from diffusion_pde.models import ModelConfig, build_model
+from diffusion_pde.models import ModelConfig, build_model, predict_chunked
 from diffusion_pde.training import (
     MARKER,
     TrainConfig,
@@ -344,6 +344,16 @@ API_CASES = [
         r"no folder emptyroot/Planetoid/PubMed: root must hold", setup=empty_raw),
     api("random-split-classes", "too few nodes in a class", "random_split(torch.tensor([0] * 30 + [1] * 5), 0)", ValueError,
         r"class 1 has only 5 nodes, too few for 20 .*per_class"),
+    api("random-split-fraction", "a training share per class of 1.5", "random_split(torch.tensor([0, 0, 1, 1]), 0, per_class=1.5)",
+        ValueError, r"per_class \(training nodes per class\) must be an int >= 1 or a fraction in \(0, 1\)"),
+    api("load-dataset-option", "a generator setting for a dataset read from files", "load_dataset('cora', num_nodes=100)",
+        ValueError, r"num_nodes sets the generator of the synthetic dataset; dataset 'cora' is read as it is: drop it"),
+    api("load-dataset-synthetic-homophily", "a homophily above 1", "load_dataset('synthetic', homophily=1.5)", ValueError,
+        r"homophily must be a number in \[0, 1\], got 1\.5"),
+    api("load-dataset-ogb-root", "a root without OGB's folder for ogbn-arxiv", "load_dataset('ogbn-arxiv', root='emptyroot')",
+        FileNotFoundError, r"no folder emptyroot/ogbn_arxiv: root must hold OGB's layout", setup=empty_raw),
+    api("load-dataset-pokec-root", "a root without pokec.mat", "load_dataset('pokec', root='emptyroot')", FileNotFoundError,
+        r"--root emptyroot holds neither pokec\.mat nor pokec/pokec\.mat", setup=empty_raw),
     api("load-dataset-cora-geom-gcn", "the geom-gcn splits of the embedded Cora (no download)", "load_dataset('cora', geom_gcn=True)",
         FileNotFoundError, r"the embedded Cora holds the public split only.*pass --root"),
     api("load-dataset-empty-raw", "a root whose raw folder is empty (no download)", "load_dataset('citeseer', root='emptyroot')",
@@ -374,6 +384,11 @@ API_CASES = [
         r"^run run holds 2 runs \(run/split0/run0, run/split1/run0\); give one of their folders", setup=two_runs),
     api("load-model-features", "a graph with other features than the training graph", "load_model('run', graph)", ValueError,
         r"^data has 3 features per node but the model was trained on 1433", setup=finished_run()),
+    api("predict-chunked-model", "chunked inference of a model whose attention scores every pair of nodes",
+        "predict_chunked(build_model(ModelConfig(model='difformer_a', hidden=4), graph), graph, 2)", ValueError,
+        r"^predict_chunked cannot stream model 'difformer_a': .*predict it in one shot instead"),
+    api("predict-chunked-size", "a chunk size of 0", "predict_chunked(build_model(ModelConfig(model='gcn', hidden=4), graph), graph, 0)",
+        ValueError, r"^chunk_size must be a positive int \(nodes per chunk\), got 0"),
 ]
 
 CLI_CASES = [
@@ -472,6 +487,18 @@ CLI_CASES = [
         "train --depth continuous --eval-solvers euler:x", r"--eval-solvers\): bad solver spec 'euler:x'"),
     cli("train-eval-solvers-unnamed", "an evaluation solver whose third field has no name",
         "train --depth continuous --eval-solvers dopri5:1e-5:1e-7", r"--eval-solvers\): bad solver spec 'dopri5:1e-5:1e-7': the third field"),
+    cli("train-num-nodes", "--num-nodes for a dataset that is not generated", "train --num-nodes 1000",
+        r"--num-nodes sets the size of the generated graph of --dataset synthetic, but dataset 'cora' has its own size"),
+    cli("train-num-nodes-small", "a synthetic graph too small for its classes", "train --dataset synthetic --num-nodes 5",
+        r"num_nodes must be an int >= 20, got 5 \(set by --num-nodes\)"),
+    cli("train-synthetic-root", "--root with the generated dataset", "train --dataset synthetic --root emptyroot",
+        r"dataset 'synthetic' is generated: drop --root", setup=empty_raw),
+    cli("train-multilabel", "training on the multi-label ogbn-proteins", "train --dataset ogbn-proteins",
+        r"dataset 'ogbn-proteins' is multi-label .* training here is single-label classification"),
+    cli("train-ogb-root", "a root without OGB's folder for ogbn-products", "train --dataset ogbn-products --root emptyroot",
+        r"no folder emptyroot/ogbn_products: root must hold OGB's layout .*omit --root to download", setup=empty_raw),
+    cli("train-pokec", "pokec without --root (never downloaded)", "train --dataset pokec",
+        r"dataset 'pokec' is not downloaded automatically .*pass --root DIR holding it"),
     cli("train-root", "a root that does not exist", "train --dataset citeseer --root nowhere",
         r"root \(--root\) nowhere is not a folder; give the folder holding the PyG raw files"),
     cli("train-device", "a device that is neither CPU nor CUDA", "train --device mps", r"--device 'mps' is not a device here"),
@@ -533,6 +560,8 @@ CLI_CASES = [
         r"'coraa' is neither a built-in dataset .* nor an existing file or folder", setup=finished_run()),
     cli("predict-device", "a device that is neither CPU nor CUDA", "predict run --out p.csv --device mps",
         r"--device 'mps' is not a device here", setup=finished_run()),
+    cli("predict-chunk-size", "a chunk size of 0", "predict run --out p.csv --chunk-size 0",
+        r"--chunk-size 0: give a positive number of nodes per chunk", setup=finished_run()),
     cli("solve-dataset", "a graph that does not exist", "solve --dataset nowhere", r"--dataset 'nowhere' is neither cora \(embedded\) nor an existing"),
     cli("solve-user-raw-features", "--raw-features with a user graph", "solve --dataset graph --raw-features",
         r"--raw-features keeps the embedded cora's 0/1 features.*drop --raw-features", setup=user_graph()),
@@ -582,7 +611,7 @@ def namespace() -> dict[str, Any]:
         "ModelConfig": ModelConfig, "TrainConfig": TrainConfig, "build_model": build_model, "resolve": resolve,
         "parse_solver": parse_solver, "run_experiment": run_experiment, "load_dataset": load_dataset,
         "random_split": random_split, "load_cora": load_cora, "load_checkpoint": load_checkpoint, "Split": Split,
-        "load_graph": load_graph, "load_model": load_model,
+        "load_graph": load_graph, "load_model": load_model, "predict_chunked": predict_chunked,
     }
 
 

@@ -8,6 +8,8 @@ the training graph; labels are not needed). The CSV has one row per node: ``node
 the last state before the decoder: the final hidden state for difformer_s, difformer_a and
 transformer, the encoder's output for mlp, and the class scores (logits) for gcn, gat and appnp
 (for sgc without its bias), whose last step works on class scores. It is written atomically.
+``--chunk-size N`` evaluates N nodes at a time (same predictions, bounded memory) for a graph
+too large for one forward pass.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 
 from ..data import open_dataset
+from ..models import check_chunkable
 from ..training.inference import PREDICTIONS_FILE, load_model, predict, read_checkpoint, run_dataset, write_predictions
 from ..training.outputs import check_output_file
 from ._common import HelpFormatter, flag_names, print_json, resolve_device, usage_errors
@@ -40,6 +43,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out if it is a predictions file written by diffusion-pde (its first line is "
                         "node,predicted,p_0,...; any other file is kept)")
+    p.add_argument("--chunk-size", type=int, default=None, metavar="N",
+                   help="evaluate N nodes at a time, for a graph whose one-shot forward pass does not fit in memory: "
+                        "the same predictions, with memory beyond a few node-by-hidden states and the graph bounded "
+                        "by N (discrete-depth difformer_s, gcn, sgc, appnp, mlp; continuous depth with a fixed-step "
+                        "method) (default: all nodes at once)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (CUDA when available)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     p.set_defaults(run=run, flags=flag_names(p))
@@ -51,17 +59,22 @@ def run(args: argparse.Namespace) -> int:
         if args.root is not None and args.dataset is None:
             raise ValueError("--root goes with --dataset NAME; the run's own dataset is read from the root it was "
                              "trained with: drop --root or add --dataset")
+        if args.chunk_size is not None and args.chunk_size < 1:
+            raise ValueError(f"--chunk-size {args.chunk_size}: give a positive number of nodes per chunk (or leave it "
+                             "out to predict all nodes at once)")
         device = resolve_device(args.device)
         path, ckpt = read_checkpoint(args.run_dir)
         data = run_dataset(ckpt) if args.dataset is None else \
             open_dataset(args.dataset, root=args.root, require_labels=False)
         model = load_model(path, data, device=device)
-    predictions = predict(model, data)
+        if args.chunk_size is not None:
+            check_chunkable(model)
+    predictions = predict(model, data, chunk_size=args.chunk_size)
     write_predictions(predictions, out, embeddings=args.embeddings)
     num_nodes, num_classes = predictions.probabilities.shape
     summary = {"checkpoint": str(path), "epoch": ckpt["epoch"], "dataset": data.name, "num_nodes": num_nodes,
                "num_edges": int(data.edge_index.shape[1]),
-               "num_classes": num_classes, "embeddings": args.embeddings, "out": str(out)}
+               "num_classes": num_classes, "embeddings": args.embeddings, "chunk_size": args.chunk_size, "out": str(out)}
     if args.json:
         print_json(summary)
     else:

@@ -83,17 +83,25 @@ class QueryKeyDiffusivity(Diffusivity):
                 f"{weight.device}; move it with diffusivity.to(z) (or build it with dtype=z.dtype)"
             )
 
-    def _project(self, z: torch.Tensor, normalise_queries: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def check_input(self, z: torch.Tensor) -> None:
+        """:meth:`check_state` and the width: z must have ``in_channels`` channels."""
         self.check_state(z)
         if z.shape[-1] != self.in_channels:
             raise ValueError(
                 f"z must have in_channels = {self.in_channels} channels ([N, {self.in_channels}] or "
                 f"[B, N, {self.in_channels}]), got shape {tuple(z.shape)}"
             )
-        split = (*z.shape[:-1], self.heads, self.key_channels)
-        q = self.query(z).view(split)
+
+    def project(self, lin: nn.Linear, z: torch.Tensor) -> torch.Tensor:
+        """``lin`` (``self.query`` or ``self.key``) applied to a checked z, split into heads:
+        the raw (not normalised) [..., N, H, d_k]."""
+        return lin(z).view(*z.shape[:-1], self.heads, self.key_channels)
+
+    def _project(self, z: torch.Tensor, normalise_queries: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        self.check_input(z)
+        q = self.project(self.query, z)
         q = normalise_qk(q, self.qk_norm) if normalise_queries else q
-        k = normalise_qk(self.key(z).view(split), self.qk_norm)
+        k = normalise_qk(self.project(self.key, z), self.qk_norm)
         return q, k
 
     def set_initial_state(self, z0: torch.Tensor) -> None:

@@ -20,21 +20,76 @@ formula (where that formula has no correct digit left), is taken as uniform, 1/N
 the kernel 1 + ε + q̂ᵀk̂ as ε → 0, and what a zero query (q̂ = 0) already gives. 16-bit states
 are multiplied in float32 (sums over N nodes overflow float16) and rounded back.
 
+The two steps are public, so that the product can be formed for a graph too large to hold at once
+(:func:`diffusion_pde.models.predict_chunked`): :meth:`DIFFormerSimple.sums` forms the node sums
+(K̂ᵀV, Σ_j k̂_j, Σ_j v_j, N; with ``qk_norm="global"`` also Σ‖q_j‖², Σ‖k_j‖²) of a block of nodes,
+additive over blocks (:class:`AttentionSums`), and :meth:`DIFFormerSimple.apply` forms the rows
+(S V)_i of a block of nodes from the finished sums; ``forward`` is ``apply(z, sums(z, values))``.
+
 Properties: row-stochastic and non-negative (|q̂ᵀk̂| ≤ 1), not symmetric, state-dependent.
 Cost O(N H d_k d) time, O(N (H d_k + d)) memory.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from ._attention import QueryKeyDiffusivity, inverse_norm
+from ._attention import QueryKeyDiffusivity, inverse_norm, normalise_qk
 from ._base import DiffusivityProperties, register_diffusivity, widen
 
 # A kernel row sum ≤ ROUND_OFF_FLOOR · N · eps (eps of the state's dtype) counts as zero, i.e. a
 # uniform row: the O(N) formula computes an exactly zero sum as at most 3.5 N eps (measured for
 # float64 down to bfloat16, d_k up to 512), and a sum that small has no correct digit left.
 ROUND_OFF_FLOOR = 16
+
+
+def _inverse_sqrt(square_sum: torch.Tensor) -> torch.Tensor:
+    """1/√s, and 0 for s = 0 (a zero block keeps norm 0, as in :func:`inverse_norm`), with finite
+    gradients at 0."""
+    positive = square_sum > 0
+    return torch.where(positive, torch.where(positive, square_sum, torch.ones_like(square_sum)).rsqrt(),
+                       torch.zeros_like(square_sum))
+
+
+@dataclass(frozen=True)
+class AttentionSums:
+    r"""The node sums DIFFormer-s needs from all N nodes, additive over blocks of nodes
+    (``a + b`` is the sums over both blocks):
+
+    * ``kv`` = Σ_j k̂_j v_jᵀ ([..., H d_k, d]), ``key_sum`` = Σ_j k̂_j ([..., 1, H, d_k]),
+      ``value_sum`` = Σ_j v_j ([..., 1, d]), ``num_nodes`` = N;
+    * with ``qk_norm="global"`` the normalising Frobenius norms are global too: ``kv`` and
+      ``key_sum`` hold the raw keys' sums, ``key_sq`` = Σ_j ‖k_j‖² and ``query_sq`` = Σ_j ‖q_j‖²
+      ([..., 1, 1, 1]), and :meth:`DIFFormerSimple.apply` divides by their roots. ``key_sq`` is
+      None when the keys are normalised already (per row, or frozen at Z⁰), ``query_sq`` None for
+      per-row queries.
+
+    ``dtype`` is the values' dtype (16-bit values are summed in float32 and the result of
+    ``apply`` is rounded back to it)."""
+
+    kv: torch.Tensor
+    key_sum: torch.Tensor
+    value_sum: torch.Tensor
+    num_nodes: int
+    key_sq: torch.Tensor | None
+    query_sq: torch.Tensor | None
+    dtype: torch.dtype
+
+    def __add__(self, other: "AttentionSums") -> "AttentionSums":
+        if not isinstance(other, AttentionSums):
+            return NotImplemented
+        if (self.key_sq is None) != (other.key_sq is None) or (self.query_sq is None) != (other.query_sq is None) \
+                or self.dtype != other.dtype:
+            raise ValueError("cannot add the sums of differently normalised attention (qk_norm, frozen) or dtypes")
+
+        def add(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+            return None if a is None else a + b
+
+        return AttentionSums(self.kv + other.kv, self.key_sum + other.key_sum, self.value_sum + other.value_sum,
+                             self.num_nodes + other.num_nodes, add(self.key_sq, other.key_sq),
+                             add(self.query_sq, other.query_sq), self.dtype)
 
 
 def check_qk_norm(qk_norm: object) -> None:
@@ -66,25 +121,91 @@ class DIFFormerSimple(QueryKeyDiffusivity):
         return ROUND_OFF_FLOOR * n * torch.finfo(dtype).eps
 
     def forward(self, z: torch.Tensor, values: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
+        """(S V) for all nodes: :meth:`apply` to z of :meth:`sums` over z (the queries projected once)."""
+        values = self._check_values(z, values)
+        if self.frozen:
+            q, k = self.queries_keys(z, normalise_queries=False)
+            return self._apply_sums(q, self._node_sums(q, k, values, keys_normalised=True))
+        self.check_input(z)
+        if self.qk_norm == "global":
+            q = self.project(self.query, z)
+            return self._apply_sums(q, self._node_sums(q, self.project(self.key, z), values, keys_normalised=False))
+        # Row norms: the keys (and their normalised copy) are gone before the queries are formed.
+        sums = self._node_sums(None, normalise_qk(self.project(self.key, z), "row"), values, keys_normalised=True)
+        return self._apply_sums(self.project(self.query, z), sums)
+
+    def sums(self, z: torch.Tensor, values: torch.Tensor | None = None) -> AttentionSums:
+        """The node sums of the rows of ``z`` (a block of nodes, or all of them) with their
+        ``values`` (default ``z``): additive over blocks, so ``sums(Z[a]) + sums(Z[b])`` is
+        ``sums(Z)`` for a split of the nodes into a and b. Frozen at Z⁰, the queries and keys are
+        Z⁰'s (all nodes), so z must then be the whole state."""
+        values = self._check_values(z, values)
+        if self.frozen:
+            q, k = self.queries_keys(z, normalise_queries=False)
+            return self._node_sums(q, k, values, keys_normalised=True)
+        self.check_input(z)
+        if self.qk_norm == "global":
+            return self._node_sums(self.project(self.query, z), self.project(self.key, z), values, keys_normalised=False)
+        return self._node_sums(None, normalise_qk(self.project(self.key, z), "row"), values, keys_normalised=True)
+
+    def apply(self, z: torch.Tensor, sums: AttentionSums) -> torch.Tensor:
+        """(S V)_i for the rows i of ``z`` (a block of nodes, or all), given the ``sums`` over all N
+        nodes (:meth:`sums`, added over blocks): [..., rows, d], in the values' dtype."""
+        if not isinstance(sums, AttentionSums):
+            raise TypeError(f"sums must be the AttentionSums of difformer_s.sums(z, values), got {type(sums).__name__}")
+        if self.frozen:
+            q, _ = self.queries_keys(z, normalise_queries=False)
+        else:
+            self.check_input(z)
+            q = self.project(self.query, z)
+        if (sums.query_sq is None) != (self.qk_norm == "row"):
+            raise ValueError(f"sums were formed with another qk_norm than this diffusivity's {self.qk_norm!r}")
+        return self._apply_sums(q, sums)
+
+    @staticmethod
+    def _check_values(z: torch.Tensor, values: torch.Tensor | None) -> torch.Tensor:
         values = z if values is None else values
         if values.shape[:-1] != z.shape[:-1]:
             raise ValueError(f"values must have the node shape of z {tuple(z.shape[:-1])}, got {tuple(values.shape)}")
-        q, k = self.queries_keys(z, normalise_queries=False)
-        # Head mean without [N, H, d] temporaries and without materialising q̂ = q / r_q:
+        return values
+
+    def _node_sums(self, q: torch.Tensor | None, k: torch.Tensor, values: torch.Tensor, *,
+              keys_normalised: bool) -> AttentionSums:
+        """Sums over the rows of k [..., n, H, d_k] (normalised, or raw with their Σ‖k‖²) and
+        values [..., n, d]; with ``qk_norm="global"`` also Σ‖q‖² of the raw queries q."""
+        dtype = values.dtype
+        k, values = widen(k), widen(values)                                  # 16-bit: sums in float32
+        def square_sum(x: torch.Tensor) -> torch.Tensor:  # Σ‖x_j‖² over nodes and heads, no N-row temporary
+            return torch.linalg.vector_norm(x, dim=(-3, -2, -1), keepdim=True).square()
+
+        query_sq = None if self.qk_norm == "row" else square_sum(widen(q))
+        key_sq = None if keys_normalised else square_sum(k)
+        return AttentionSums(
+            kv=k.flatten(-2).transpose(-1, -2) @ values,                       # [..., H d_k, d]
+            key_sum=k.sum(dim=-3, keepdim=True),                               # [..., 1, H, d_k]
+            value_sum=values.sum(dim=-2, keepdim=True),                        # [..., 1, d]
+            num_nodes=values.shape[-2], key_sq=key_sq, query_sq=query_sq, dtype=dtype,
+        )
+
+    def _apply_sums(self, q: torch.Tensor, sums: AttentionSums) -> torch.Tensor:
+        # Head mean without [n, H, d] temporaries and without materialising q̂ = q / r_q:
         #   den_ih = N + q̂_ih·Σ_j k̂_jh,   (SV)_i = c_i Σ_j v_j + Σ_h (q_ih / (H r_q,ih den_ih))·(K̂_hᵀV),
         #   c_i = (1/H) Σ_h 1/den_ih; a row with no attention mass (den_ih at the floor) is uniform:
-        #   its den_ih is replaced by N and its query term dropped. 16-bit states: the sums over
-        #   the N nodes are formed in float32 (see widen).
-        dtype, n = values.dtype, values.shape[-2]
-        q, k, values = widen(q), widen(k), widen(values)
-        scale = inverse_norm(q, self.qk_norm)                                   # 1/r_q: [..., N, H, 1] or [..., 1, 1, 1]
-        kv = k.flatten(-2).transpose(-1, -2) @ values                        # [..., H d_k, d]
-        den = (q * k.sum(dim=-3, keepdim=True)).sum(dim=-1, keepdim=True) * scale + n
-        live = den > self._floor(n, dtype)                                   # [..., N, H, 1]
+        #   its den_ih is replaced by N and its query term dropped. Global norms: the raw key sums
+        #   are divided by ‖K‖_F = √Σ‖k_j‖² here, at the end ([H d_k, d] work, not N rows).
+        n = sums.num_nodes
+        q = widen(q)
+        scale = inverse_norm(q, "row") if sums.query_sq is None else _inverse_sqrt(sums.query_sq)  # 1/r_q
+        kv, key_sum = sums.kv, sums.key_sum
+        if sums.key_sq is not None:
+            inv_key = _inverse_sqrt(sums.key_sq)                               # [..., 1, 1, 1]
+            kv, key_sum = kv * inv_key.squeeze(-1), key_sum * inv_key
+        den = (q * key_sum).sum(dim=-1, keepdim=True) * scale + n
+        live = den > self._floor(n, sums.dtype)                              # [..., rows, H, 1]
         inv_den = torch.where(live, den, n).reciprocal_()
-        weighted_q = (q * (scale * inv_den * live / self.heads)).flatten(-2)  # [..., N, H d_k]
+        weighted_q = (q * (scale * inv_den * live / self.heads)).flatten(-2)  # [..., rows, H d_k]
         out = weighted_q @ kv
-        return out.addcmul_(inv_den.mean(dim=-2), values.sum(dim=-2, keepdim=True)).to(dtype)
+        return out.addcmul_(inv_den.mean(dim=-2), sums.value_sum).to(sums.dtype)
 
     def dense(self, z: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
         if z is None:

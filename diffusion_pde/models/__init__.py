@@ -1,6 +1,7 @@
 """Node-classification models whose layers are steps of the diffusion ODE (DIFFormer and the
 MPNN baselines), in discrete or continuous depth."""
 
+from .chunked import check_chunkable, predict_chunked
 from .classifier import NodeClassifier, build_model
 from .config import ATTENTION_MODELS, CONTINUOUS_MODELS, MODELS, ModelConfig
 from .depth import ContinuousDiffusion, DiscreteDiffusion
@@ -16,4 +17,6 @@ __all__ = [
     "NodeClassifier",
     "Propagation",
     "build_model",
+    "check_chunkable",
+    "predict_chunked",
 ]

@@ -20,7 +20,7 @@ import torch
 from torch_geometric.data import Data
 
 from ..data import open_dataset, validate_graph_data
-from ..models import ModelConfig, NodeClassifier, build_model
+from ..models import ModelConfig, NodeClassifier, build_model, predict_chunked
 from .checkpoint import load_checkpoint, write_text_atomic
 from .loop import REBUILD_KEYS
 
@@ -72,10 +72,12 @@ def read_checkpoint(run: str | Path, device: torch.device | str = "cpu") -> tupl
 
 def run_dataset(ckpt: dict[str, Any], *, require_labels: bool = False) -> Data:
     """The dataset a checkpoint was trained on, loaded again from its identity (a built-in
-    dataset with the same root, or the same file or folder)."""
+    dataset with the same root, generated again with the same settings, or the same file or
+    folder)."""
     source = ckpt["dataset"]
     if source["kind"] == "builtin":
-        return open_dataset(source["name"], root=source["root"], require_labels=require_labels)
+        return open_dataset(source["name"], root=source["root"], require_labels=require_labels,
+                            **source.get("options", {}))
     if source["kind"] == "file":
         if not Path(source["path"]).exists():
             raise FileNotFoundError(f"the run was trained on {source['path']}, which no longer exists; give the graph "
@@ -129,9 +131,19 @@ class Predictions:
         return self.probabilities.argmax(dim=1)
 
 
-def predict(model: NodeClassifier, data: Data) -> Predictions:
+def predict(model: NodeClassifier, data: Data, *, chunk_size: int | None = None) -> Predictions:
     """``model``'s predictions on ``data`` (eval mode, no gradients); ``data`` is the graph the
-    model's operators were built on (the one given to :func:`load_model` or used in training)."""
+    model's operators were built on (the one given to :func:`load_model` or used in training).
+
+    ``chunk_size``: evaluate ``chunk_size`` nodes at a time (:func:`~diffusion_pde.models.chunked.
+    predict_chunked`): the same predictions, exactly, for a graph whose one-shot forward pass does
+    not fit in memory (memory beyond a few N-row states and the graph is bounded by the chunk
+    size). Discrete-depth difformer_s, gcn, sgc, appnp and mlp, and continuous depth with a
+    fixed-step method; other models raise a ValueError naming the fix (no ``chunk_size``).
+    """
+    if chunk_size is not None:
+        logits, hidden = predict_chunked(model, data, chunk_size, return_hidden=True)
+        return Predictions(torch.softmax(logits, dim=1).cpu(), hidden.cpu())
     x = data.x.to(device=next(model.parameters()).device, dtype=next(model.parameters()).dtype)
     model.eval()
     with torch.no_grad():
