@@ -47,7 +47,7 @@ from .metrics import accuracy, roc_auc, score_key
 def history_fields(metric: str = "accuracy") -> tuple[str, ...]:
     """The columns of a run's per-epoch history (``history.csv``)."""
     scores = () if metric == "accuracy" else tuple(score_key(metric, part) for part in ("train", "val", "test"))
-    return ("epoch", "loss", "train_acc", "val_acc", "test_acc", *scores, "val_loss", "seconds")
+    return ("epoch", "loss", "train_acc", "val_acc", "test_acc", *scores, "val_loss", "seconds", "train_seconds")
 
 
 @dataclass
@@ -439,12 +439,13 @@ def train_run(
             tick = time.perf_counter()
             trainer.train()
             loss_value = full_batch_step(epoch) if config.batch_size is None else mini_batch_steps(epoch)
+            train_seconds = time.perf_counter() - tick
             watch.x, watch.graph = data.x, None
             with watch.solver_refusals(epoch, False, _rng_state(), " after the optimiser step"):
                 metrics = {"epoch": epoch, "loss": loss_value, **evaluate(model, data, split, config.metric)}
             if not math.isfinite(metrics["val_loss"]):
                 raise watch.located(epoch, False, _rng_state(), "val_loss", " after the optimiser step")
-            metrics["seconds"] = time.perf_counter() - tick
+            metrics["seconds"], metrics["train_seconds"] = time.perf_counter() - tick, train_seconds
             history.append(metrics)
             if metrics[val_key] > best["score"]:
                 best = {"epoch": epoch, "score": metrics[val_key], "metrics": metrics,
