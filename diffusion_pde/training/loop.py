@@ -37,6 +37,7 @@ import solvers
 
 from ..data import Split, dataset_source
 from ..models import ModelConfig, NodeClassifier
+from ..models.chunked import check_chunkable, predict_chunked
 from .batching import induced_batch, node_partitions
 from .checkpoint import load_checkpoint, save_atomic, write_json_atomic
 from .config import TrainConfig
@@ -191,14 +192,20 @@ def first_epoch_reaching(history: list[dict[str, float]], fraction: float = 0.7)
     return next(int(row["epoch"]) for row in history if row["val_acc"] >= fraction * best)
 
 
-def evaluate(model: NodeClassifier, data: Data, split: Split, metric: str = "accuracy") -> dict[str, float]:
+def evaluate(model: NodeClassifier, data: Data, split: Split, metric: str = "accuracy",
+             chunk_size: int | None = None) -> dict[str, float]:
     """Accuracies on the three node sets (and their ROC-AUC for ``metric="roc_auc"``) and the
-    validation loss, in eval mode (no dropout)."""
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        logits = model(data.x)
-    model.train(was_training)
+    validation loss, in eval mode (no dropout), on the full graph. With ``chunk_size`` a model
+    that streams (:func:`~diffusion_pde.models.chunked.check_chunkable`) is evaluated in node
+    chunks of that size (the same logits, memory bounded by the chunk); others at once."""
+    if chunk_size is not None and _streams(model):
+        logits = predict_chunked(model, data.x, chunk_size)
+    else:
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            logits = model(data.x)
+        model.train(was_training)
     parts = {"train": split.train, "val": split.val, "test": split.test}
     out = {f"{part}_acc": accuracy(logits, data.y, index) for part, index in parts.items()}
     if metric == "roc_auc":
@@ -206,6 +213,14 @@ def evaluate(model: NodeClassifier, data: Data, split: Split, metric: str = "acc
                     for part, index in parts.items()})
     out["val_loss"] = float(F.cross_entropy(logits[split.val], data.y[split.val]))
     return out
+
+
+def _streams(model: NodeClassifier) -> bool:
+    try:
+        check_chunkable(model)
+    except ValueError:
+        return False
+    return True
 
 
 def _digest(tensor: torch.Tensor | None) -> str | None:
@@ -442,7 +457,7 @@ def train_run(
             train_seconds = time.perf_counter() - tick
             watch.x, watch.graph = data.x, None
             with watch.solver_refusals(epoch, False, _rng_state(), " after the optimiser step"):
-                metrics = {"epoch": epoch, "loss": loss_value, **evaluate(model, data, split, config.metric)}
+                metrics = {"epoch": epoch, "loss": loss_value, **evaluate(model, data, split, config.metric, config.batch_size)}
             if not math.isfinite(metrics["val_loss"]):
                 raise watch.located(epoch, False, _rng_state(), "val_loss", " after the optimiser step")
             metrics["seconds"], metrics["train_seconds"] = time.perf_counter() - tick, train_seconds
