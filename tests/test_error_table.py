@@ -37,6 +37,7 @@ import solvers
 from diffusion_pde.cli import main
 from diffusion_pde.data import Split, load_cora, load_dataset, load_graph, random_split
 from diffusion_pde.models import ModelConfig, build_model, predict_chunked
+from diffusion_pde.training.distributed import Distribution
 from diffusion_pde.training import (
     MARKER,
     TrainConfig,
@@ -290,6 +291,11 @@ API_CASES = [
     api("train-config-epochs", "zero epochs", "TrainConfig(epochs=0)", ValueError, r"^epochs must be a positive int"),
     api("train-config-lr", "a zero learning rate", "TrainConfig(lr=0)", ValueError, r"^lr must be a finite number > 0"),
     api("train-config-metric", "unknown metric", "TrainConfig(metric='f1')", ValueError, r"^metric must be one of accuracy, roc_auc"),
+    api("train-config-batch-size", "an empty mini-batch", "TrainConfig(batch_size=0)", ValueError,
+        r"^batch_size must be a positive int \(nodes per mini-batch\) or None"),
+    api("experiment-processes-full-batch", "several processes without mini-batches",
+        "run_experiment(graph, ModelConfig(model='gcn'), TrainConfig(), distribution=Distribution(rank=0, world_size=2))",
+        ValueError, r"^training in 2 processes needs mini-batches: pass batch_size \(--batch-size B\)"),
     api("resolve-setting", "a misspelt setting", "resolve('cora', 'gcn', learning_rate=0.1)", ValueError, r"unknown settings \['learning_rate'\]"),
     api("build-model-config", "a dict instead of a ModelConfig", "build_model({'model': 'gcn'}, graph)", TypeError, r"^config must be a ModelConfig"),
     api("build-model-features", "1-D features", "build_model(ModelConfig(), Data(x=torch.rand(4), edge_index=ei, y=graph.y))", ValueError,
@@ -417,6 +423,8 @@ CLI_CASES = [
     cli("solve-device", "an unknown device", "solve --device gpu", r"--device 'gpu' is not a device here; use cpu, cuda"),
     cli("solve-dtype", "an unsupported dtype", "solve --dtype float16", r"argument --dtype: invalid choice: 'float16'"),
     cli("train-epochs", "zero epochs", "train --epochs 0", r"epochs must be a positive int, got 0 \(set by --epochs\)"),
+    cli("train-batch-size", "an empty mini-batch", "train --batch-size 0",
+        r"batch_size must be a positive int \(nodes per mini-batch\) or None \(full batch\), got 0 \(set by --batch-size\)"),
     cli("train-layers", "zero layers", "train --layers 0", r"num_layers must be >= 1 .*--layers"),
     cli("train-tau", "an attention step past Euler's stability region", "train --tau 2", r"tau=2\.0 > 1 .*\(set by --tau\)"),
     cli("train-continuous-gcn", "a continuous GCN", "train --model gcn --depth continuous", r"no continuous-depth form.*--depth"),
@@ -612,6 +620,7 @@ def namespace() -> dict[str, Any]:
         "parse_solver": parse_solver, "run_experiment": run_experiment, "load_dataset": load_dataset,
         "random_split": random_split, "load_cora": load_cora, "load_checkpoint": load_checkpoint, "Split": Split,
         "load_graph": load_graph, "load_model": load_model, "predict_chunked": predict_chunked,
+        "Distribution": Distribution,
     }
 
 
@@ -696,7 +705,9 @@ In the inputs: `ei = torch.tensor([[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]])` (th
 with `import torch, solvers, diffusion_pde as dp`; paths are relative to the working folder. `out`
 is a results folder of ours (it holds the `.diffusion-pde-run` marker) or, where said, a folder
 of the user's; `graph` (as a path) is a folder with a 6-node user graph in CSV files; `run` is a
-finished `train` run (see below).
+finished `train` run (see below). `Distribution` is
+`diffusion_pde.training.distributed.Distribution` (what torchrun makes of a process: its rank and
+the world size).
 """
 
 CLI_INTRO = """

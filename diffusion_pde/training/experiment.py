@@ -409,6 +409,7 @@ def run_experiment(
     num_test: int | float | None = None,
     log: Callable[[str], None] = print,
     on_run: Callable[[RunResult, NodeClassifier, Split], None] | None = None,
+    distribution: Distribution | None = None,
 ) -> dict[str, Any]:
     """Train on every split × ``runs`` initialisations; return (and write) the results:
     :func:`prepare_experiment` (which documents the arguments), then :meth:`Experiment.run`.
@@ -417,5 +418,6 @@ def run_experiment(
     experiment = prepare_experiment(dataset, model_config, train_config, split=split, splits=splits, runs=runs,
                                     first_split=first_split, seed=seed, root=root, device=device, out=out,
                                     resume=resume, overwrite=overwrite, eval_solvers=eval_solvers,
-                                    per_class=per_class, num_val=num_val, num_test=num_test)
+                                    per_class=per_class, num_val=num_val, num_test=num_test,
+                                    distribution=distribution)
     return experiment.run(progress=progress, log=log, on_run=on_run)
