@@ -38,16 +38,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Under torchrun every rank runs this; rank 0 alone speaks (the ranks meet the same warnings
+    # and the same usage errors), the others still exit with the same code.
+    quiet_rank = os.environ.get("RANK", "0") != "0"
 
     def one_line(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-        print(f"diffusion-pde {args.command}: warning: {' '.join(str(message).splitlines())}", file=sys.stderr)
+        if not quiet_rank:
+            print(f"diffusion-pde {args.command}: warning: {' '.join(str(message).splitlines())}", file=sys.stderr)
 
     try:
         with warnings.catch_warnings():
             warnings.showwarning = one_line
+            if args.command != "train" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                raise UsageError(f"only `train` runs in several processes; run `diffusion-pde {args.command}` without "
+                                 "torchrun (one process)")
             return int(args.run(args) or 0)
     except (UsageError, NonFiniteError) as err:
-        parser.exit(2, f"diffusion-pde {args.command}: error: {' '.join(str(err).splitlines())}\n")
+        parser.exit(2, "" if quiet_rank else f"diffusion-pde {args.command}: error: {' '.join(str(err).splitlines())}\n")
     except KeyboardInterrupt:
         parser.exit(130, "interrupted\n")
     except BrokenPipeError:

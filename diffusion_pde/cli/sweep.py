@@ -29,7 +29,7 @@ from ..training import prepare_experiment
 from ..training.checkpoint import save_figure_atomic, write_json_atomic
 from ..training.outputs import SWEEP_LAYOUT, check_out, make_results_folder, remove_results, results_path
 from ._common import HelpFormatter, flag_names, format_table, print_json, resolve_device, usage_errors
-from .train import SIZE_FLAGS, add_model_arguments, settings_from_args
+from .train import SIZE_FLAGS, add_model_arguments, dataset_arg, settings_from_args
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         experiments = []
         for (mu, tau, depth), (model_config, train_config) in zip(grid, settings):  # the data is loaded once, by the first
             experiments.append(prepare_experiment(
-                experiments[0].data if experiments else args.dataset, model_config, train_config, split=args.split,
+                experiments[0].data if experiments else dataset_arg(args), model_config, train_config, split=args.split,
                 splits=args.splits, runs=args.runs, first_split=args.first_split, seed=args.seed, root=args.root,
                 device=device, out=out / f"L{depth}-tau{tau:g}-mu{mu:g}", resume=args.resume, overwrite=not args.resume,
                 **{name: getattr(args, name) for name in SIZE_FLAGS}))

@@ -70,6 +70,10 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         "../shared/data), OGB's (<root>/ogbn_arxiv/raw/..., split/...) or LINKX's pokec.mat; only read, "
                         "copied to the cache first; nothing is downloaded when it is given (default: download into the "
                         "cache; pokec is never downloaded)")
+    p.add_argument("--num-nodes", type=int, default=None, metavar="N",
+                   help=f"--dataset synthetic: the number of nodes of the generated graph (default: "
+                        f"{SYNTHETIC_DEFAULTS['num_nodes']}; the other settings are synthetic_graph's defaults, see "
+                        "docs/scale.md)")
     p.add_argument("--model", default="difformer_s", choices=MODELS, help="the propagation rule")
     _setting(p, "--depth", "discrete: --layers Euler layers with own weights; continuous: one field integrated over "
                            "[0, --t1] with the solver flags below", choices=("discrete", "continuous"))
@@ -216,10 +220,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("train", help="train a DIFFormer model or a baseline on node classification",
                             description=__doc__, formatter_class=HelpFormatter)
     add_model_arguments(p)
-    p.add_argument("--num-nodes", type=int, default=None, metavar="N",
-                   help=f"--dataset synthetic: the number of nodes of the generated graph (default: "
-                        f"{SYNTHETIC_DEFAULTS['num_nodes']}; the other settings are synthetic_graph's defaults, see "
-                        "docs/scale.md)")
     o = p.add_argument_group("output")
     o.add_argument("--out", default=None, metavar="DIR",
                    help="results and checkpoints; a new or empty folder, or one of our results folders (default: "

@@ -246,6 +246,9 @@ class Experiment:
                 if run_dir is not None and self.resume:
                     result = stored_result(run_dir, fingerprint(self.model_config, train_config, node_split, run_seed, data,
                                                                 dist_.world_size), model)
+                if len(set(dist_.gather(result is None))) > 1:
+                    raise RuntimeError(f"split {s} run {r} is finished for some processes and not for others: every "
+                                       "machine must see the same --out (shared storage)")
                 if result is None:
                     result = train_run(model, data, node_split, train_config, seed=run_seed, run=r, run_dir=run_dir,
                                        resume=self.resume, progress=progress, distribution=dist_)

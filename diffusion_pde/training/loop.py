@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 import solvers
 
 from ..data import Split, dataset_source
+from ..diffusivities import on_graph
 from ..models import ModelConfig, NodeClassifier
 from ..models.chunked import check_chunkable, predict_chunked
 from .batching import induced_batch, node_partitions
@@ -376,7 +377,6 @@ def train_run(
     dist_ = distribution or Distribution()
     split = split.to(device)
     dist_.check_batches(config.batch_size)
-    trainer = dist_.wrap(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     expected = fingerprint(model.config, config, split, seed, data, dist_.world_size)
     rebuild = {"architecture": architecture(model, data), "dataset": dataset_source(data)}
@@ -395,12 +395,17 @@ def train_run(
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         history, best = ckpt["history"], ckpt["best"]
-        _set_rng_state(ckpt["rng"][dist_.rank] if dist_.grouped else ckpt["rng"])
+        _set_rng_state(ckpt["rng"][dist_.rank])
         start = ckpt["epoch"] + 1
+    if len(set(dist_.gather(start))) > 1:
+        raise RuntimeError(f"the {dist_.world_size} processes resumed from different epochs "
+                           f"({', '.join(map(str, dist_.gather(start - 1)))}): every machine must see the same --out "
+                           "(shared storage), since every rank reads the checkpoints")
+    trainer = dist_.wrap(model)  # after loading: DDP starts every rank from rank 0's parameters
     watch = _Watch(model, data.x, f"split {split.index} run {run}", run_dir, saved=start - 1)
 
     def checkpoint(epoch: int) -> None:
-        rng = dist_.gather(_rng_state()) if dist_.grouped else _rng_state()
+        rng = dist_.gather(_rng_state())  # one state per rank
         if run_dir is None or not dist_.is_main:
             return
         if best["state"] is not None:
@@ -430,9 +435,12 @@ def train_run(
                 optimizer.zero_grad(set_to_none=True)
                 rng = _rng_state()
                 watch.x, watch.graph = batch.graph.x, batch.graph
-                with watch.solver_refusals(epoch, True, rng, f" (a mini-batch of {nodes.numel()} nodes)"):
-                    logits = trainer(batch.graph.x, batch.graph)
-                loss = _optimiser_step(model, optimizer, watch, epoch, _cross_entropy(logits, batch.graph.y, batch.train), rng)
+                # Bound for the forward and the backward pass: the adjoint re-evaluates the field then.
+                with on_graph(model, batch.graph):
+                    with watch.solver_refusals(epoch, True, rng, f" (a mini-batch of {nodes.numel()} nodes)"):
+                        logits = trainer(batch.graph.x)
+                    loss = _optimiser_step(model, optimizer, watch, epoch,
+                                           _cross_entropy(logits, batch.graph.y, batch.train), rng)
                 total, count = total + loss * batch.train.numel(), count + batch.train.numel()
                 batches.set_postfix(loss=f"{loss:.3f}")
         return total / max(count, 1)

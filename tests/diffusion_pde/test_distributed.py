@@ -109,3 +109,20 @@ def test_resume_with_another_world_size_is_refused(tmp_path):
     split = Split("random", 0, torch.tensor([0, 1]), torch.tensor([2]), torch.tensor([3, 4]))
     one, two = (fingerprint(model_config, train_config, split, 0, data, w) for w in (1, 2))
     assert fingerprint_changes(two, one) == "processes (world size) 2 then, 1 now"
+
+
+@pytest.mark.parametrize("command", [["sweep", "--depths", "2"], ["predict", "run", "--out", "p.csv"], ["solve"], ["check"]])
+def test_only_train_runs_under_torchrun(command, monkeypatch, capsys):
+    """Under torchrun every other command would run W independent copies racing on their output:
+    each is refused up front with one line (printed by rank 0 only)."""
+    from diffusion_pde.cli import main
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(SystemExit) as exit_:
+        main(command)
+    assert exit_.value.code == 2
+    assert "only `train` runs in several processes" in capsys.readouterr().err
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(SystemExit) as exit_:
+        main(command)
+    assert exit_.value.code == 2 and capsys.readouterr().err == ""
