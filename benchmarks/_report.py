@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 HEADER = "# Benchmarks\n\nEvery figure here was produced by the command shown with it; machines are noisy, so\ncompare ratios taken in one run rather than absolute times across runs.\n"
@@ -16,3 +20,12 @@ def write_section(key: str, markdown: str, path: Path = BENCHMARKS_MD) -> None:
     pattern = re.compile(rf"<!-- {re.escape(key)}:start -->.*?<!-- {re.escape(key)}:end -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text.rstrip()}\n\n{block}\n"
     path.write_text(text)
+
+
+def run_in_child(module: str, call: str, env: dict[str, str] | None = None) -> Any:
+    """``call`` (e.g. ``"measure(1000, 5)"``) evaluated by ``module`` of benchmarks/ in a fresh
+    Python process (so that its peak memory is its own); the JSON it returns."""
+    folder = str(Path(__file__).resolve().parent)
+    code = f"import json, sys; sys.path.insert(0, {folder!r}); from {module} import *; print(json.dumps({call}))"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])

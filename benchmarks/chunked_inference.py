@@ -15,11 +15,13 @@ N = 2M chunked inference must stay under 3 GB (``--limit-gb``).
 from __future__ import annotations
 
 import argparse
-import json
 import resource
-import subprocess
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import run_in_child, write_section  # noqa: E402
 
 STATES = ("x", "Z", "Z'")  # what a run must hold at N rows besides the graph
 
@@ -76,10 +78,7 @@ def measure(n: int, chunk_size: int | None, seed: int = 0) -> dict[str, float]:
 
 
 def run_child(n: int, chunk_size: int | None) -> dict[str, float]:
-    code = ("import json, sys; sys.path.insert(0, 'benchmarks'); from chunked_inference import measure; "
-            f"print(json.dumps(measure({n}, {chunk_size})))")
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_in_child("chunked_inference", f"measure({n}, {chunk_size})")
 
 
 def main() -> None:
@@ -131,9 +130,6 @@ def main() -> None:
         "inference's, and is the same for both modes.",
     ]
     if not args.no_write:
-        sys.path.insert(0, "benchmarks")
-        from _report import write_section
-
         write_section("chunked_inference", "\n".join(lines))
     if worst >= args.limit_gb * 1024:
         raise SystemExit(f"chunked inference at N={largest:,} peaked at {worst:.0f} MB >= {args.limit_gb:g} GB")

@@ -12,13 +12,15 @@ dense matrix (``S.dense(Z) @ Z − Z``, O(N²)) is timed in the same run as the 
 from __future__ import annotations
 
 import argparse
-import json
 import resource
-import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import run_in_child, write_section  # noqa: E402
 
 
 def measure(n: int, dim: int, repeats: int, dense: bool) -> dict[str, float]:
@@ -46,10 +48,7 @@ def measure(n: int, dim: int, repeats: int, dense: bool) -> dict[str, float]:
 
 
 def run_child(n: int, dim: int, repeats: int, dense: bool) -> dict[str, float]:
-    code = ("import json, sys; sys.path.insert(0, 'benchmarks'); from difformer_s_scaling import measure; "
-            f"print(json.dumps(measure({n}, {dim}, {repeats}, {dense})))")
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_in_child("difformer_s_scaling", f"measure({n}, {dim}, {repeats}, {dense})")
 
 
 def main() -> None:
@@ -89,9 +88,6 @@ def main() -> None:
         f"**{ratio:.1f}×** the time of the O(N) form.",
     ]
     if not args.no_write:
-        sys.path.insert(0, "benchmarks")
-        from _report import write_section
-
         write_section("difformer_s_scaling", "\n".join(lines))
     if slope_t >= 1.15:
         raise SystemExit(f"time grows faster than linearly: slope {slope_t:.3f} >= 1.15")

@@ -238,6 +238,18 @@ def _write(out: torch.Tensor | None, rows: slice, value: torch.Tensor, n: int) -
     return out
 
 
+def _emit(stage: _Stage, last: bool, sink: Callable[[slice, torch.Tensor], None] | None, new: torch.Tensor | None,
+          rows: slice, y: torch.Tensor, n: int) -> torch.Tensor | None:
+    """The rows ``y`` of the step's result: after the last step through the post modules and, with
+    a ``sink``, handed on instead of kept; else written into the next N-row state ``new``."""
+    if last:
+        y = stage.post(y)
+        if sink is not None:
+            sink(rows, y)
+            return new
+    return _write(new, rows, y, n)
+
+
 def _run_stage(stage: _Stage, state: list[torch.Tensor], z0: torch.Tensor | None, chunk: int,
                 sink: Callable[[slice, torch.Tensor], None] | None) -> torch.Tensor | None:
     """The state ``state.pop()`` after the stage's steps and its post module; with ``sink`` the
@@ -253,12 +265,7 @@ def _run_stage(stage: _Stage, state: list[torch.Tensor], z0: torch.Tensor | None
             sums = _attention_sums(prop, z, chunk)
             for rows in _chunks(n, chunk):
                 y = torch.add(z[rows], _field_rows(field, prop, sums, z, z0, rows), alpha=h * b[0])
-                if last:
-                    y = stage.post(y)
-                    if sink is not None:
-                        sink(rows, y)
-                        continue
-                new = _write(new, rows, y, n)
+                new = _emit(stage, last, sink, new, rows, y, n)
         else:  # k_i = F(z + h Σ_j a_ij k_j) as N-row states, then z + h Σ_i b_i k_i
             ks: list[torch.Tensor] = []
             for row in a:
@@ -282,12 +289,7 @@ def _run_stage(stage: _Stage, state: list[torch.Tensor], z0: torch.Tensor | None
                 for b_i, k_i in zip(b, ks):
                     if b_i:
                         y = torch.add(y, k_i[rows], alpha=h * b_i)
-                if last:
-                    y = stage.post(y)
-                    if sink is not None:
-                        sink(rows, y)
-                        continue
-                new = _write(new, rows, y, n)
+                new = _emit(stage, last, sink, new, rows, y, n)
             del ks
         z = new
     return z
