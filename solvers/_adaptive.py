@@ -28,6 +28,12 @@ ADAPTIVE_METHODS: dict[str, str] = {
 }
 
 
+def _check_shape(out: object, z: torch.Tensor, what: str) -> None:
+    if not isinstance(out, torch.Tensor) or out.shape != z.shape:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"{what} must return a tensor of the state's shape {tuple(z.shape)}, got {got}")
+
+
 class CountedField(torch.nn.Module):
     """Wraps ``field(t, z)``: counts evaluations, checks the output shape, and (for torchdiffeq)
     counts accepted/rejected steps, enforces ``max_steps`` and reports accepted states.
@@ -56,12 +62,20 @@ class CountedField(torch.nn.Module):
         self.stats.nfe += 1
         with bound_inputs(self.field, self.inputs):
             dz = self.field(t, z)
-        if not isinstance(dz, torch.Tensor) or dz.shape != z.shape:
-            got = tuple(dz.shape) if isinstance(dz, torch.Tensor) else type(dz).__name__
-            raise ValueError(
-                f"field(t, z) must return a tensor of the state's shape {tuple(z.shape)}, got {got}"
-            )
+        _check_shape(dz, z, "field(t, z)")
         return dz
+
+    def euler_step(self, t: torch.Tensor, z: torch.Tensor, h: float) -> torch.Tensor:
+        """z + h·field(t, z), one evaluation: the field's own ``euler_step(t, z, h)`` when it has
+        one (it may compute the step fused, in place on its own output), else the plain sum."""
+        step = getattr(self.field, "euler_step", None)
+        if step is None:
+            return torch.add(z, self(t, z), alpha=h)
+        self.stats.nfe += 1
+        with bound_inputs(self.field, self.inputs):
+            out = step(t, z, h)
+        _check_shape(out, z, "field.euler_step(t, z, h)")
+        return out
 
     # torchdiffeq calls these on the function it integrates.
     def callback_step(self, t0: torch.Tensor, y0: torch.Tensor, dt: torch.Tensor) -> None:

@@ -150,25 +150,36 @@ def differentiable_points(grid: Grid, t0: torch.Tensor, t1: torch.Tensor) -> Seq
 def rk_step(field: Field, t: TimeLike, z: torch.Tensor, h: TimeLike, tableau: ButcherTableau) -> torch.Tensor:
     """One explicit Runge–Kutta step z_{n+1} = z_n + h Σ b_i k_i (see :mod:`solvers._tableau`).
 
+    Explicit Euler with a field that has ``euler_step(t, z, h)`` (a :class:`CountedField` always
+    has: it defers to the wrapped field's, or forms z + h f) is that one call, so that a field can
+    fuse the step with its own evaluation (e.g. in place on its output); not with traced times.
     ``t`` and ``h`` are floats, or, when gradients flow to the times, ``h`` (and maybe ``t``) are
     0-d float64 tensors: then the stage times and the increments h·a_ij, h·b_i stay in the graph
     (``addcmul``); the float path is the plain ``add`` with a scalar, with no check per operation."""
     traced = isinstance(h, torch.Tensor)
     a, b, c = tableau.coefficients
+    euler_step = getattr(field, "euler_step", None)
+    if euler_step is not None and not traced and b == (1.0,):  # explicit Euler (c = (0,))
+        return euler_step(torch.tensor(t, dtype=z.dtype, device=z.device), z, h)
     stages: list[torch.Tensor] = []
     for c_i, row in zip(c, a):
-        z_i = z
-        for a_ij, k_j in zip(row, stages):
-            if a_ij:
-                alpha = h * a_ij
-                z_i = torch.addcmul(z_i, alpha.to(z.dtype), k_j) if traced else torch.add(z_i, k_j, alpha=alpha)
+        z_i = _combination(z, zip(row, stages), h, traced)
         t_i = t + h * c_i
         stages.append(field(t_i.to(z.dtype) if traced else torch.tensor(t_i, dtype=z.dtype, device=z.device), z_i))
+    return _combination(z, zip(b, stages), h, traced)
+
+
+def _combination(z: torch.Tensor, terms, h: TimeLike, traced: bool) -> torch.Tensor:
+    """z + Σ (h·w) k over the nonzero weights w: the first term makes a new tensor, the others
+    are added into it in place (same arithmetic as a chain of ``torch.add``, one allocation)."""
     out = z
-    for b_i, k_i in zip(b, stages):
-        if b_i:
-            alpha = h * b_i
-            out = torch.addcmul(out, alpha.to(z.dtype), k_i) if traced else torch.add(out, k_i, alpha=alpha)
+    for w, k in terms:
+        if w:
+            alpha = h * w
+            if traced:
+                out = torch.addcmul(out, alpha.to(z.dtype), k) if out is z else out.addcmul_(alpha.to(z.dtype), k)
+            else:
+                out = torch.add(out, k, alpha=alpha) if out is z else out.add_(k, alpha=alpha)
     return out
 
 

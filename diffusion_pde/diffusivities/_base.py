@@ -44,6 +44,10 @@ class Diffusivity(nn.Module):
     #: Attributes that :meth:`set_initial_state` fills with tensors computed from Z⁰ (a tensor, a
     #: tuple of tensors, or None): the field reads them, so the adjoint must differentiate them.
     cached_inputs: ClassVar[tuple[str, ...]] = ()
+    #: True when :meth:`forward` always returns a new tensor that nothing else holds and that no
+    #: autograd node saved, so that the caller may update it in place (``DiffusionField`` then
+    #: forms F(Z) and the Euler step without another N×d tensor). False is always safe.
+    fresh_output: bool = False
 
     def forward(self, z: torch.Tensor, values: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
         """S(z, t) @ values along the node axis (``values`` defaults to ``z``)."""

@@ -1,8 +1,9 @@
 """Shared machinery of the fixed (state-independent) graph diffusivities.
 
 The graph is validated and S is assembled once at construction as a sorted sparse CSR matrix
-(a non-persistent buffer, so ``.to(device)``/``.double()`` move it with the module); applying S
-is then a single sparse-dense product, O(E d), never densifying the graph.
+(a non-persistent buffer, so ``.to(device)``/``.double()`` move it with the module), together
+with Sᵀ for the backward pass (the same tensor when S is symmetric); applying S is then a
+single pass over the edges, O(E d), never densifying the graph (:func:`diffusion_pde.graph.spmm`).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import dataclasses
 
 import torch
 
-from ..graph import Graph, as_graph, csr_matrix, csr_transpose, spmm
+from ..graph import Graph, as_graph, coalesce, csr_pair, spmm
 from ._base import GraphDiffusivity
 
 
 class LinearGraphDiffusivity(GraphDiffusivity):
     """S built from a graph by :meth:`build`; subclasses return (graph, entries, node measure)."""
+
+    fresh_output = True  # S V is a new tensor (spmm), saved by no autograd node
 
     def __init__(
         self,
@@ -38,14 +41,26 @@ class LinearGraphDiffusivity(GraphDiffusivity):
         g = graph if isinstance(graph, Graph) else as_graph(graph=graph, owner=f"diffusivity {self.name!r}")
         dtype, device = self.measure.dtype, self.measure.device
         self.num_nodes = g.num_nodes
-        graph_with_loops, entries, measure = self.build(g)
-        self.register_buffer("matrix", csr_matrix(graph_with_loops, entries).to(device=device, dtype=dtype),
+        # Sorted by (source, target) with duplicates merged first: build() then works in the order
+        # of Sᵀ's CSR, and csr_pair needs no second sort of the edges.
+        graph_with_loops, entries, measure = self.build(coalesce(g))
+        matrix, matrix_t = csr_pair(graph_with_loops, entries, dtype)
+        self.register_buffer("matrix", matrix.to(device=device), persistent=False)
+        # Sᵀ for the backward pass; S itself (one copy) when S = Sᵀ.
+        self.register_buffer("matrix_t", self.matrix if matrix_t is matrix else matrix_t.to(device=device),
                              persistent=False)
-        self.register_buffer("matrix_t", csr_transpose(self.matrix), persistent=False)  # for the backward pass
         self.register_buffer("measure", measure.to(device=device, dtype=dtype), persistent=False)
         # The class flags describe the operator in general (gcn: symmetric for an undirected graph);
-        # an instance reports its own matrix: csr_transpose returns S itself exactly when S = Sᵀ.
+        # an instance reports its own matrix: csr_pair returns S itself exactly when S = Sᵀ.
         self.properties = dataclasses.replace(self.properties, symmetric=self.matrix_t is self.matrix)
+
+    def _apply(self, fn, recurse: bool = True):
+        # .to()/.double() convert each buffer on its own: keep one copy of a symmetric S.
+        shared = self.matrix_t is self.matrix
+        out = super()._apply(fn, recurse)
+        if shared:
+            self._buffers["matrix_t"] = self.matrix
+        return out
 
     def build(self, g: Graph) -> tuple[Graph, torch.Tensor, torch.Tensor]:
         """Return the edge set of S, its float64 entries per edge, and the node measure m."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from ..graph import Graph, in_degree, with_remaining_self_loops
+from ..graph import Graph, has_unit_weights, in_degree, with_remaining_self_loops
 from ._base import DiffusivityProperties, register_diffusivity
 from ._linear_graph import LinearGraphDiffusivity
 
@@ -37,4 +37,7 @@ class GCN(LinearGraphDiffusivity):
         src, dst = g.edge_index
         # (a·b)·w, not (a·w)·b: multiplication commutes exactly in floating point, so an undirected
         # graph gives an S that equals Sᵀ bit for bit (and is reported symmetric).
-        return g, inv_sqrt[dst] * inv_sqrt[src] * g.edge_weight, torch.ones(g.num_nodes, dtype=torch.float64)
+        entries = inv_sqrt.index_select(0, dst) * inv_sqrt.index_select(0, src)
+        if not has_unit_weights(g.edge_weight):  # (x · 1 = x exactly: unit weights need no pass)
+            entries *= g.edge_weight
+        return g, entries, torch.ones(g.num_nodes, dtype=torch.float64)

@@ -6,16 +6,21 @@ sits around the steps. With Â = D̃^{-1/2}(A + I)D̃^{-1/2}:
 
 | model | encoder | diffusion (per layer: step, then post) | decoder |
 |---|---|---|---|
-| difformer_s/a, transformer | [input dropout], Linear, LayerNorm, ReLU, dropout | Z ← (1 − τ)Z + τ P(Z); LayerNorm, dropout | Linear |
+| difformer_s/a, transformer | [input dropout], Linear, LayerNorm, dropout, ReLU | Z ← (1 − τ)Z + τ P(Z); LayerNorm, dropout | Linear |
 | gcn | dropout, W₀ | τ = 1 step of Â; bias, ReLU, dropout, W_k (last: bias) | — |
 | gat | dropout, W₀ | τ = 1 step of GAT attention; bias, ELU, dropout, W_k (last: bias) | — |
 | sgc | W (no bias) | K steps of Â, nothing between | bias |
 | appnp | dropout, Linear, ReLU, dropout, Linear | K steps of Â with source weight α | — |
-| mlp | [input dropout], Linear, LayerNorm, ReLU, dropout | none | Linear |
+| mlp | [input dropout], Linear, LayerNorm, dropout, ReLU | none | Linear |
 
 Because S acts on rows and a channel map W on columns, Â(ZW) + b is exactly PyG's ``GCNConv``
 (and the GAT stack is ``GATConv`` without attention dropout), so these stacks are the familiar
 layers (see ``docs/correspondences.md``), not approximations of them.
+
+Dropout then ReLU is ReLU then dropout (the kept entries are scaled by 1/(1 − p) > 0, which
+commutes with ReLU), in this order so that both act in place on the LayerNorm's output: the
+encoder and every layer then keep one N×d tensor (the state) and a boolean mask for the backward
+pass (:class:`MaskedDropout`), not three (activation, float mask, state).
 """
 
 from __future__ import annotations
@@ -29,6 +34,46 @@ from ..field import DiffusionField
 from .config import ATTENTION_MODELS, ModelConfig
 from .depth import ContinuousDiffusion, DiscreteDiffusion
 from .propagation import Propagation
+
+
+class _BoolMaskDropout(torch.autograd.Function):
+    """x · m / (1 − p) with m ~ Bernoulli(1 − p) drawn as booleans: the same draws, hence the same
+    mask, as torch's CPU dropout (which draws them into a float tensor and keeps that for the
+    backward pass); this keeps the boolean mask, a quarter of its size."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, p: float, inplace: bool) -> torch.Tensor:
+        mask = torch.empty(x.shape, dtype=torch.bool, device=x.device).bernoulli_(1.0 - p)
+        # 1/(1 − p) rounded as torch's dropout rounds it (in x's dtype), so x·m·scale is its x·noise
+        scale = float(torch.ones((), dtype=x.dtype) / (1.0 - p))
+        if inplace:
+            ctx.mark_dirty(x)
+            out = x.mul_(mask)
+        else:
+            out = x.mul(mask)
+        ctx.save_for_backward(mask)
+        ctx.scale = scale
+        return out.mul_(scale)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (mask,) = ctx.saved_tensors
+        return grad.mul(mask).mul_(ctx.scale), None, None
+
+
+class MaskedDropout(nn.Dropout):
+    """``nn.Dropout`` with the same result and the same random draws (the same mask for the same
+    seed), keeping a boolean mask for the backward pass instead of torch's float one on CPU
+    (other devices: ``F.dropout`` itself, whose fused kernel keeps a boolean mask already).
+    ``inplace=True`` overwrites its input: only for an input no one else reads (the output of a
+    LayerNorm or a Linear, which do not keep it for their backward pass)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0 or x.numel() == 0:
+            return x
+        if x.device.type != "cpu" or self.p == 1.0:
+            return nn.functional.dropout(x, self.p, True, self.inplace)
+        return _BoolMaskDropout.apply(x, self.p, self.inplace)
 
 
 class Bias(nn.Module):
@@ -88,10 +133,12 @@ def _encoder_linear(fan_in: int, fan_out: int, bias_init: str, dtype: torch.dtyp
 
 
 def _feature_encoder(config: ModelConfig, in_channels: int, norm: nn.Module, dtype: torch.dtype) -> nn.Sequential:
-    """Z⁰ = dropout(ReLU(norm(drop_in(X) W + b))); ``drop_in`` (``input_dropout``) is left out at 0."""
-    layers = [nn.Dropout(config.input_dropout)] if config.input_dropout > 0 else []
-    layers += [_encoder_linear(in_channels, config.hidden, config.encoder_bias, dtype), norm, nn.ReLU(),
-               nn.Dropout(config.dropout)]
+    """Z⁰ = ReLU(dropout(norm(drop_in(X) W + b))) = dropout(ReLU(...)); ``drop_in`` (``input_dropout``)
+    is left out at 0. The dropout and the ReLU work in place on the new tensor ``norm`` returns
+    (``drop_in`` never: it reads the input features)."""
+    layers = [MaskedDropout(config.input_dropout)] if config.input_dropout > 0 else []
+    layers += [_encoder_linear(in_channels, config.hidden, config.encoder_bias, dtype), norm,
+               MaskedDropout(config.dropout, inplace=True), nn.ReLU(inplace=True)]
     return nn.Sequential(*layers)
 
 
@@ -117,7 +164,9 @@ def _attention_model(config: ModelConfig, data: Data, in_channels: int, num_clas
         return DiffusionField(prop, source_weight=config.source_weight)
 
     def post() -> nn.Module:
-        return nn.Sequential(norm(), nn.Dropout(config.dropout))
+        # In place on the LayerNorm's output; without one, the dropout reads the solver's result
+        # (with the adjoint a view of the solution torchdiffeq keeps for its backward pass).
+        return nn.Sequential(norm(), MaskedDropout(config.dropout, inplace=config.layer_norm))
 
     if config.depth == "continuous":
         diffusion = ContinuousDiffusion(field(), post(), method=config.method, t1=config.t1, **config.solver_options())

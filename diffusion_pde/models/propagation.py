@@ -42,6 +42,9 @@ class Propagation(Diffusivity):
             self.coefficients = (1.0, 1.0)
         else:
             self.coefficients = (1.0 - float(graph_weight), float(graph_weight))
+        # The sum is formed in place in the attention's output (or is the graph term itself), a new
+        # tensor whenever the graph term is there; attention alone passes its output through.
+        self.fresh_output = graph is not None or bool(getattr(attention, "fresh_output", False))
         parts = [p.properties for p in (attention, graph) if p is not None]
         self.properties = DiffusivityProperties(
             row_stochastic=value is None and sum(self.coefficients) == 1.0 and all(p.row_stochastic for p in parts),
@@ -68,7 +71,12 @@ class Propagation(Diffusivity):
                 out = out * c_attn
         if self.graph is not None:
             graph_term = self.graph(z, values, t)
-            out = graph_term * c_graph if out is None else out.add_(graph_term, alpha=c_graph)
+            if out is not None:
+                out = out.add_(graph_term, alpha=c_graph)
+            elif c_graph != 1.0 or not getattr(self.graph, "fresh_output", False):
+                out = graph_term * c_graph
+            else:
+                out = graph_term
         return out
 
     def dense(self, z: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:

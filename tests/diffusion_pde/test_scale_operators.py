@@ -1,0 +1,213 @@
+"""The full-graph fast paths against plain references (docs/scale.md, "Full-graph speed and memory"):
+
+- the graph operator's CSR pair (S, Sᵀ) from one sort, ``coalesce``, unit weights without memory,
+  against dense matrices built entry by entry (unsorted edges, duplicates, loops, weights, none);
+- ``spmm`` as a row gather (``embedding_bag``) against dense products, forward and backward,
+  batched, 16-bit, CSR row blocks;
+- ``DiffusionField.euler_step`` (fused, in place) against z + h·field(t, z), values and gradients;
+- ``MaskedDropout`` against ``nn.Dropout`` bit for bit under the same seed, and the encoder's
+  dropout-then-ReLU against ReLU-then-dropout.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch_geometric.utils import add_self_loops, to_undirected
+
+from diffusion_pde import DiffusionField, diffusivity
+from diffusion_pde.graph import as_graph, coalesce, csr_matrix, csr_pair, csr_transpose, has_unit_weights, \
+    in_degree, spmm
+from diffusion_pde.models import ModelConfig, Propagation, build_model
+from diffusion_pde.models.classifier import MaskedDropout
+
+F64 = torch.float64
+
+
+def dense_reference(edge_index: torch.Tensor, values: torch.Tensor, n: int) -> torch.Tensor:
+    """S[target, source] += value, edge by edge (float64)."""
+    out = torch.zeros(n, n, dtype=F64)
+    out.index_put_((edge_index[1], edge_index[0]), values.double(), accumulate=True)
+    return out
+
+
+def edge_sets(seed: int):
+    """(edge_index, edge_weight or None, num_nodes): unsorted with duplicates and loops; PyG's
+    coalesced undirected order, also with loops appended; weighted; no edges."""
+    gen = torch.Generator().manual_seed(seed)
+    n = 11
+    raw = torch.randint(0, n, (2, 40), generator=gen)
+    undirected = to_undirected(raw, num_nodes=n)
+    yield raw, None, n
+    yield undirected, None, n
+    yield add_self_loops(undirected, num_nodes=n)[0], None, n
+    yield raw, torch.rand(raw.shape[1], generator=gen, dtype=F64), n
+    yield torch.zeros(2, 0, dtype=torch.long), None, n
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("dtype", [F64, torch.float32, torch.float16])
+def test_csr_pair_is_the_matrix_and_its_transpose(seed: int, dtype: torch.dtype) -> None:
+    for edge_index, weight, n in edge_sets(seed):
+        g = as_graph(edge_index, num_nodes=n, edge_weight=weight)
+        values = torch.rand(g.num_edges, generator=torch.Generator().manual_seed(seed), dtype=F64)
+        matrix, transpose = csr_pair(g, values, dtype)
+        reference = dense_reference(g.edge_index, values, n).to(dtype)
+        assert matrix.dtype == dtype and matrix.crow_indices().dtype == torch.int32
+        assert torch.allclose(matrix.to_dense().double(), reference.double(), rtol=1e-3 if dtype == torch.float16 else 1e-12)
+        assert torch.equal(transpose.to_dense(), matrix.to_dense().T)
+        assert (transpose is matrix) == torch.equal(matrix.to_dense(), matrix.to_dense().T)
+        for m in (matrix, transpose):  # sorted, coalesced CSR: strictly increasing columns per row
+            crow, col = m.crow_indices().long(), m.col_indices().long()
+            rows = torch.repeat_interleave(torch.arange(n), crow.diff())
+            keys = rows * n + col
+            assert bool((keys[1:] > keys[:-1]).all())
+        single = csr_matrix(g, values)
+        assert torch.allclose(single.to_dense(), dense_reference(g.edge_index, values, n), rtol=1e-12)
+        assert torch.equal(csr_transpose(single).to_dense(), single.to_dense().T)
+
+
+def test_a_symmetric_operator_is_one_tensor_also_after_moving_it() -> None:
+    edge_index = to_undirected(torch.randint(0, 20, (2, 50), generator=torch.Generator().manual_seed(1)))
+    gcn = diffusivity("gcn", edge_index=edge_index, num_nodes=20)
+    assert gcn.matrix_t is gcn.matrix and gcn.properties.symmetric
+    gcn.double()
+    assert gcn.matrix_t is gcn.matrix and gcn.matrix.dtype == F64
+
+
+def test_coalesce_sorts_by_source_and_sums_duplicates() -> None:
+    gen = torch.Generator().manual_seed(2)
+    for weighted in (False, True):
+        edge_index = torch.randint(0, 9, (2, 60), generator=gen)
+        weight = torch.rand(60, generator=gen, dtype=F64) if weighted else None
+        g = coalesce(as_graph(edge_index, num_nodes=9, edge_weight=weight))
+        ref = torch.sparse_coo_tensor(edge_index, torch.ones(60, dtype=F64) if weight is None else weight, (9, 9)).coalesce()
+        assert g.coalesced and torch.equal(g.edge_index, ref.indices())
+        assert torch.allclose(g.edge_weight, ref.values(), rtol=1e-14)
+        assert coalesce(g) is g
+
+
+def test_unit_weights_take_no_memory_and_count_as_ones() -> None:
+    edge_index = torch.tensor([[0, 1, 2, 2], [1, 2, 0, 0]])
+    g = as_graph(edge_index, num_nodes=3)
+    assert has_unit_weights(g.edge_weight) and g.edge_weight.stride() == (0,)
+    assert torch.equal(in_degree(g), torch.tensor([2.0, 1.0, 1.0], dtype=F64))
+    weighted = as_graph(edge_index, num_nodes=3, edge_weight=torch.full((4,), 1.0, dtype=F64))
+    assert not has_unit_weights(weighted.edge_weight)
+    assert torch.equal(in_degree(weighted), in_degree(g))
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32, torch.float16])
+def test_spmm_is_the_sparse_product_forward_and_backward(dtype: torch.dtype) -> None:
+    gen = torch.Generator().manual_seed(3)
+    n = 13
+    g = as_graph(torch.randint(0, n, (2, 50), generator=gen), num_nodes=n)
+    values = torch.rand(g.num_edges, generator=gen, dtype=F64)
+    matrix, transpose = csr_pair(g, values, dtype)
+    dense = matrix.to_dense().double()
+    tol = 1e-2 if dtype == torch.float16 else 1e-5
+    for shape in [(n, 4), (3, n, 4), (n, 0)]:
+        v = torch.randn(*shape, generator=gen, dtype=F64).to(dtype).requires_grad_()
+        out = spmm(matrix, v, transpose)
+        assert out.dtype == dtype and out.shape == v.shape
+        assert torch.allclose(out.double(), dense @ v.double(), atol=tol)
+        grad = torch.randn(out.shape, generator=gen, dtype=F64).to(dtype)
+        (got,) = torch.autograd.grad(out, v, grad)
+        assert torch.allclose(got.double(), dense.T @ grad.double(), atol=tol)
+    # a block of rows (as chunked inference builds it): a [rows, N] CSR matrix
+    crow = matrix.crow_indices()
+    lo, hi = int(crow[4]), int(crow[9])
+    block = torch.sparse_csr_tensor(crow[4:10] - lo, matrix.col_indices()[lo:hi], matrix.values()[lo:hi], (5, n))
+    v = torch.randn(n, 3, generator=gen, dtype=F64).to(dtype)
+    assert torch.allclose(spmm(block, v).double(), dense[4:9] @ v.double(), atol=tol)
+
+
+def test_spmm_of_a_graph_without_edges_is_zero() -> None:
+    g = as_graph(torch.zeros(2, 0, dtype=torch.long), num_nodes=4)
+    matrix, transpose = csr_pair(g, torch.zeros(0, dtype=F64), torch.float32)
+    v = torch.randn(4, 2, requires_grad=True)
+    out = spmm(matrix, v, transpose)
+    assert torch.equal(out, torch.zeros(4, 2))
+    out.sum().backward()
+    assert torch.equal(v.grad, torch.zeros(4, 2))
+
+
+def _fields(n: int):
+    edge_index = to_undirected(torch.randint(0, n, (2, 3 * n), generator=torch.Generator().manual_seed(4)))
+    gcn = diffusivity("gcn", edge_index=edge_index, num_nodes=n, dtype=F64)
+    attention = diffusivity("difformer_s", in_channels=5, qk_norm="global", dtype=F64)
+    yield "gcn", gcn                                       # fresh output: in place
+    yield "identity", diffusivity("identity")              # returns its input: never in place
+    yield "propagation", Propagation(attention, gcn)
+    yield "attention", Propagation(diffusivity("difformer_s", in_channels=5, dtype=F64))
+
+
+@pytest.mark.parametrize("mu", [0.0, 0.3])
+@pytest.mark.parametrize("same_source", [False, True])
+def test_fused_euler_step_is_the_plain_step_with_the_same_gradients(mu: float, same_source: bool) -> None:
+    n, h = 12, 0.4
+    t = torch.tensor(0.0, dtype=F64)
+    for name, s in _fields(n):
+        field = DiffusionField(s, source_weight=mu)
+        z = torch.randn(n, 5, dtype=F64, requires_grad=True)
+        z0 = z if same_source else torch.randn(n, 5, dtype=F64, requires_grad=True)
+        z_before = z.detach().clone()
+        field.set_initial_state(z0)
+        fused = field.euler_step(t, z, h)
+        field.set_initial_state(z0)
+        plain = z + h * field(t, z)
+        assert torch.equal(z.detach(), z_before), name  # the inputs are left alone
+        assert torch.allclose(fused, plain, rtol=0, atol=1e-14), name
+        inputs = [z] + ([] if same_source else [z0]) + list(field.parameters())
+        grad = torch.randn(n, 5, dtype=F64)
+        for a, b in zip(torch.autograd.grad(fused, inputs, grad, allow_unused=True),
+                        torch.autograd.grad(plain, inputs, grad, allow_unused=True)):
+            assert (a is None and b is None) or torch.allclose(a, b, rtol=0, atol=1e-13), name
+
+
+def test_an_euler_layer_with_unit_step_is_exactly_the_propagation() -> None:
+    """τ = 1, μ = 0: the fused step returns S(z)z itself (GCN/SGC correspondences)."""
+    n = 10
+    _, gcn = next(_fields(n))
+    z = torch.randn(n, 5, dtype=F64)
+    out = DiffusionField(gcn).euler_step(torch.tensor(0.0, dtype=F64), z, 1.0)
+    assert torch.equal(out, gcn(z))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64, torch.float16])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_masked_dropout_is_nn_dropout_bit_for_bit(dtype: torch.dtype, inplace: bool) -> None:
+    x = torch.randn(300, 17, dtype=torch.float32).to(dtype)
+    grad = torch.randn(300, 17).to(dtype)
+    results = []
+    for module in (nn.Dropout(0.3), MaskedDropout(0.3, inplace=inplace)):
+        torch.manual_seed(7)
+        leaf = x.clone().requires_grad_()
+        out = module(leaf * 1.0)  # a non-leaf input, as in a model (in place allowed)
+        (g,) = torch.autograd.grad(out, leaf, grad)
+        results.append((out.detach(), g, torch.get_rng_state()))
+    (out_a, g_a, rng_a), (out_b, g_b, rng_b) = results
+    assert torch.equal(out_a, out_b) and torch.equal(g_a, g_b) and torch.equal(rng_a, rng_b)
+    assert torch.equal(torch.signbit(out_a), torch.signbit(out_b))
+    dropout = MaskedDropout(0.3).eval()
+    assert dropout(x) is x and MaskedDropout(0.0)(x) is x
+
+
+def test_encoder_dropout_then_relu_is_relu_then_dropout() -> None:
+    gen = torch.Generator().manual_seed(5)
+    from torch_geometric.data import Data
+
+    data = Data(x=torch.randn(50, 6, generator=gen), y=torch.randint(0, 3, (50,), generator=gen),
+                edge_index=torch.randint(0, 50, (2, 100), generator=gen))
+    model = build_model(ModelConfig(model="difformer_s", num_layers=1, hidden=8, dropout=0.4), data)
+    linear, norm = model.encoder[0], model.encoder[1]
+    reference = nn.Sequential(linear, norm, nn.ReLU(), nn.Dropout(0.4))
+    outs = []
+    for module in (model.encoder, reference):
+        torch.manual_seed(11)
+        out = module(data.x)
+        outs.append((out.detach(), torch.autograd.grad(out, [linear.weight, norm.weight], torch.ones_like(out))))
+    (a, grads_a), (b, grads_b) = outs
+    assert torch.equal(a, b)
+    assert all(torch.allclose(x, y, rtol=0, atol=1e-6) for x, y in zip(grads_a, grads_b))
