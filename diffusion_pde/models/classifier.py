@@ -99,7 +99,17 @@ class NodeClassifier(nn.Module):
     def forward(self, x: torch.Tensor, graph: Data | None = None) -> torch.Tensor:
         """Logits [N, C] for node features ``x`` [N, F] on the graph the model was built for, or on
         ``graph`` (``edge_index`` over the same N nodes, optional ``edge_weight``; e.g. a
-        mini-batch's induced subgraph), whose operators are then normalised for this call."""
+        mini-batch's induced subgraph), whose operators are then normalised for this call.
+
+        Raises:
+            ValueError: ``graph`` with gradients for a model integrated with the adjoint, whose
+                backward pass re-evaluates the field after this call has unbound ``graph``: bind
+                it around forward and backward with ``with on_graph(model, graph):`` instead.
+        """
+        if graph is not None and torch.is_grad_enabled() and self.config.adjoint:
+            raise ValueError("model(x, graph) with the adjoint (adjoint=True): the backward pass re-evaluates the "
+                             "field after this call has unbound graph; bind it around forward and backward instead: "
+                             "with diffusion_pde.diffusivities.on_graph(model, graph): loss(model(x)).backward()")
         with on_graph(self, graph):
             return self.decoder(self.diffusion(self.encoder(x)))
 
