@@ -22,10 +22,11 @@ def write_section(key: str, markdown: str, path: Path = BENCHMARKS_MD) -> None:
     path.write_text(text)
 
 
-def run_in_child(module: str, call: str, env: dict[str, str] | None = None) -> Any:
+def run_in_child(module: str, call: str, env: dict[str, str] | None = None, cwd: Path | str | None = None) -> Any:
     """``call`` (e.g. ``"measure(1000, 5)"``) evaluated by ``module`` of benchmarks/ in a fresh
-    Python process (so that its peak memory is its own); the JSON it returns."""
+    Python process (so that its peak memory is its own), in the folder ``cwd`` (default: this
+    one's; the child imports packages from there first); the JSON it returns."""
     folder = str(Path(__file__).resolve().parent)
     code = f"import json, sys; sys.path.insert(0, {folder!r}); from {module} import *; print(json.dumps({call}))"
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env, cwd=cwd)
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import resource
 import shutil
@@ -39,6 +38,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _report import run_in_child, write_section  # noqa: E402
 FEATURES, CLASSES, PAIRS_PER_NODE = 64, 7, 5
 
 
@@ -66,6 +67,7 @@ def save_graph(n: int, path: str) -> None:
     import torch
 
     torch.save(make_graph(n), path)
+    return None
 
 
 def measure(n: int, graph_path: str, repeats: int, threads: int) -> dict[str, object]:
@@ -135,12 +137,9 @@ def run_child(n: int, graph_path: Path, repeats: int, threads: int, code_root: P
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     if code_root is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(code_root), *filter(None, [env.get("PYTHONPATH")])])
-    code = (f"import json, sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); "
-            f"from scale_full_graph import measure; "
-            f"print(json.dumps(measure({n}, {str(graph_path)!r}, {repeats}, {threads})))")
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env,
-                         cwd=code_root or ROOT)
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    # run in the tree measured: a child imports from its working folder before PYTHONPATH
+    result = run_in_child("scale_full_graph", f"measure({n}, {str(graph_path)!r}, {repeats}, {threads})", env=env,
+                          cwd=code_root or ROOT)
     expected = (code_root or ROOT) / "diffusion_pde"
     if Path(result["module"]) != expected.resolve():
         raise SystemExit(f"the child imported {result['module']}, not {expected}")
@@ -198,9 +197,7 @@ def main() -> None:
     try:
         for n in args.sizes:
             graph_path = graphs / f"graph_{n}.pt"
-            code = (f"import sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); from scale_full_graph import "
-                    f"save_graph; save_graph({n}, {str(graph_path)!r})")
-            subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+            run_in_child("scale_full_graph", f"save_graph({n}, {str(graph_path)!r})", cwd=ROOT)
             for name, code_root in variants:  # interleaved, so that both see the same machine load
                 r = run_child(n, graph_path, args.repeats, args.threads, code_root)
                 results[name].append(r)
@@ -245,9 +242,6 @@ def main() -> None:
             lines.append(f"| {new['n']:,} | " + " | ".join(f"{old[k] / new[k]:.2f}×" for k, _, _ in KEYS) + " |")
     print("\n".join(lines))
     if not args.no_write:
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-        from _report import write_section
-
         write_section("scale_full_graph", "\n".join(lines))
 
 
