@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 HEADER = "# Benchmarks\n\nEvery figure here was produced by the command shown with it; machines are noisy, so\ncompare ratios taken in one run rather than absolute times across runs.\n"
@@ -30,3 +32,15 @@ def run_in_child(module: str, call: str, env: dict[str, str] | None = None, cwd:
     code = f"import json, sys; sys.path.insert(0, {folder!r}); from {module} import *; print(json.dumps({call}))"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env, cwd=cwd)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, warm_up: bool = True) -> float:
+    """The median wall time of ``repeats`` calls of ``fn`` (after one unmeasured call with ``warm_up``)."""
+    if warm_up:
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

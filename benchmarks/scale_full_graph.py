@@ -32,14 +32,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _report import run_in_child, write_section  # noqa: E402
+from _report import median_seconds, run_in_child, write_section  # noqa: E402
 FEATURES, CLASSES, PAIRS_PER_NODE = 64, 7, 5
 
 
@@ -88,12 +87,7 @@ def measure(n: int, graph_path: str, repeats: int, threads: int) -> dict[str, ob
     peaks = {"data": _peak_gb()}
 
     def median(fn) -> float:
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return float(np.median(times))
+        return median_seconds(fn, repeats, warm_up=False)
 
     model = None
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
+from pathlib import Path
 
-import numpy as np
 import torch
 import torchdiffeq
 
@@ -23,15 +22,8 @@ import solvers
 from diffusion_pde.cli.solve import row_normalise
 from diffusion_pde.data import load_cora
 
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import median_seconds, write_section  # noqa: E402
 
 
 def hand_written(field, z0: torch.Tensor, steps: int, method: str) -> torch.Tensor:
@@ -114,9 +106,6 @@ def main() -> None:
         "trailing axis, dense-output interpolation) is the overhead shown for them.",
     ]
     if not args.no_write:
-        sys.path.insert(0, "benchmarks")
-        from _report import write_section
-
         write_section("solver_overhead", "\n".join(lines))
 
 
