@@ -250,7 +250,6 @@ def _train(args: argparse.Namespace) -> int:
         model_config, train_config = settings_from_args(args)
         device = local_device(resolve_device(args.device))
         distribution = initialise(device)
-        distribution.check_batches(train_config.batch_size)
         out = Path(args.out) if args.out else Path("runs") / f"{dataset_key(args.dataset)}-{args.model}-{model_config.depth}"
         experiment = prepare_experiment(
             dataset_arg(args), model_config, train_config, split=args.split, splits=args.splits, runs=args.runs,

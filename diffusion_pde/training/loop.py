@@ -397,11 +397,14 @@ def train_run(
         history, best = ckpt["history"], ckpt["best"]
         _set_rng_state(ckpt["rng"][dist_.rank])
         start = ckpt["epoch"] + 1
-    if len(set(dist_.gather(start))) > 1:
+    starts = dist_.gather(start)
+    if len(set(starts)) > 1:
         raise RuntimeError(f"the {dist_.world_size} processes resumed from different epochs "
-                           f"({', '.join(map(str, dist_.gather(start - 1)))}): every machine must see the same --out "
+                           f"({', '.join(str(s - 1) for s in starts)}): every machine must see the same --out "
                            "(shared storage), since every rank reads the checkpoints")
     trainer = dist_.wrap(model)  # after loading: DDP starts every rank from rank 0's parameters
+    # Progress bars on rank 0 only; there ``progress`` None leaves it to tqdm (shown on a terminal).
+    hide_bars = True if not dist_.is_main else (None if progress is None else not progress)
     watch = _Watch(model, data.x, f"split {split.index} run {run}", run_dir, saved=start - 1)
 
     def checkpoint(epoch: int) -> None:
@@ -428,8 +431,7 @@ def train_run(
         parts = node_partitions(data.num_nodes, config.batch_size, seed=seed, epoch=epoch, world_size=dist_.world_size)
         mine = parts[dist_.rank::dist_.world_size]
         total, count = 0.0, 0
-        with tqdm(mine, desc=f"epoch {epoch}", unit="batch", leave=False, dynamic_ncols=True,
-                  disable=(not progress or not dist_.is_main) if progress is not None else not dist_.is_main or None) as batches:
+        with tqdm(mine, desc=f"epoch {epoch}", unit="batch", leave=False, dynamic_ncols=True, disable=hide_bars) as batches:
             for nodes in batches:
                 batch = induced_batch(data, nodes, train_mask)
                 optimizer.zero_grad(set_to_none=True)
@@ -448,8 +450,7 @@ def train_run(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     bar = tqdm(total=config.epochs, initial=start - 1, desc=f"split {split.index} run {run}", unit="epoch",
-               leave=False, disable=(not progress or not dist_.is_main) if progress is not None else not dist_.is_main or None,
-               dynamic_ncols=True)
+               leave=False, disable=hide_bars, dynamic_ncols=True)
     since_best = (start - 1) - best["epoch"]
     stopped_early = False
     epoch = start - 1
