@@ -286,7 +286,9 @@ class _CSRProduct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, matrix: torch.Tensor, transpose: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         ctx.transpose = transpose
-        return _gather_rows(matrix, values)
+        # detached: embedding_bag on a tensor that requires grad takes its slower training path
+        # (bag bookkeeping for its own backward), which this function replaces
+        return _gather_rows(matrix, values.detach())
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[None, None, torch.Tensor]:

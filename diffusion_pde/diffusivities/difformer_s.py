@@ -53,6 +53,85 @@ def _inverse_sqrt(square_sum: torch.Tensor) -> torch.Tensor:
                        torch.zeros_like(square_sum))
 
 
+def _rank_update(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """out += a @ b in place (a [..., N, k], b [..., k, d] with small k)."""
+    return out.addmm_(a, b) if out.dim() == 2 else out.baddbmm_(a, b.expand(*a.shape[:-2], *b.shape[-2:]))
+
+
+class _Gram(torch.autograd.Function):
+    """zᵀz [..., d, d] of z [..., N, d]; backward z (G + Gᵀ) for the incoming G: one [N, d] × [d, d]
+    product, where autograd would form zG and zGᵀ separately and add them."""
+
+    @staticmethod
+    def forward(ctx, z):
+        ctx.save_for_backward(z)
+        return z.transpose(-1, -2) @ z
+
+    @staticmethod
+    def backward(ctx, grad):
+        (z,) = ctx.saved_tensors
+        return z @ (grad + grad.transpose(-1, -2))
+
+
+class _GlobalAttentionRows(torch.autograd.Function):
+    r"""The rows of DIFFormer-s with global norms from the folded sums (:meth:`DIFFormerSimple._apply_global`):
+
+        P = z M + c,  M = [numerator | denominator] [..., d, H(d_v + 1)],
+        den_ih = P_i,den,h,  w_ih = 1/den_ih (1/N for a row at the floor, whose query term is dropped),
+        out_i = (1/H) Σ_h w_ih (s_v + P_i,num,h).
+
+    Backward without P: with g the incoming gradient and U_h = g numerator_hᵀ, the row dots
+    g_i·(s_v + P_i,num,h) are z_i·U_ih + g_i·(s_v + c_num,h), so two [N, ·] products (U and
+    zᵀ dP) and no saved N-row tensor besides z (the layer's input, alive anyway) and w."""
+
+    @staticmethod
+    def forward(ctx, z, numerator, denominator, offset, value_sum, num_nodes, floor):
+        heads = denominator.shape[-1]
+        width = numerator.shape[-1] // heads
+        p = torch.matmul(z, torch.cat([numerator, denominator], dim=-1)).add_(offset.unsqueeze(-2))
+        den = p[..., heads * width:]
+        live = den > floor
+        weight = torch.where(live, den, num_nodes).reciprocal_()             # [..., N, H]
+        query_weight = weight * live / heads
+        out = p[..., :width] * query_weight[..., :1]
+        for h in range(1, heads):
+            out.addcmul_(p[..., h * width:(h + 1) * width], query_weight[..., h:h + 1])
+        out.addcmul_(weight.mean(dim=-1, keepdim=True), value_sum.unsqueeze(-2))
+        ctx.save_for_backward(z, numerator, denominator, offset, value_sum, weight, live)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        z, numerator, denominator, offset, value_sum, weight, live = ctx.saved_tensors
+        heads = denominator.shape[-1]
+        width = numerator.shape[-1] // heads
+        d = z.shape[-1]
+        query_weight = weight * live / heads                                 # ∂out_i/∂P_i,num,h
+        # U_h = g numerator_hᵀ: [..., N, H, d]
+        u = torch.matmul(grad, numerator.unflatten(-1, (heads, width)).transpose(-3, -1).flatten(-2)
+                         ).unflatten(-1, (heads, d))
+        rows = (z.unsqueeze(-2) * u).sum(dim=-1) + grad @ (value_sum.unsqueeze(-2) + offset[..., :heads * width]
+                                                          .unflatten(-1, (heads, width))).transpose(-1, -2)
+        grad_den = -(query_weight * weight * rows)                         # [..., N, H]
+        grad_z = grad_numerator = grad_denominator = grad_offset = grad_value_sum = None
+        if ctx.needs_input_grad[0]:
+            grad_z = u[..., 0, :].mul_(query_weight[..., :1])
+            for h in range(1, heads):
+                grad_z.addcmul_(u[..., h, :], query_weight[..., h:h + 1])
+            grad_z = _rank_update(grad_z, grad_den, denominator.transpose(-1, -2))
+        del u
+        weighted = (grad.unsqueeze(-2) * query_weight.unsqueeze(-1)).flatten(-2)  # [..., N, H d_v]
+        if ctx.needs_input_grad[1]:
+            grad_numerator = z.transpose(-1, -2) @ weighted
+        if ctx.needs_input_grad[2]:
+            grad_denominator = z.transpose(-1, -2) @ grad_den
+        if ctx.needs_input_grad[3]:
+            grad_offset = torch.cat([weighted.sum(dim=-2), grad_den.sum(dim=-2)], dim=-1)
+        if ctx.needs_input_grad[4]:
+            grad_value_sum = (weight.mean(dim=-1, keepdim=True) * grad).sum(dim=-2)
+        return grad_z, grad_numerator, grad_denominator, grad_offset, grad_value_sum, None, None
+
+
 @dataclass(frozen=True)
 class AttentionSums:
     r"""The node sums DIFFormer-s needs from all N nodes, additive over blocks of nodes
@@ -128,8 +207,7 @@ class DIFFormerSimple(QueryKeyDiffusivity):
             return self._apply_sums(q, self._node_sums(q, k, values, keys_normalised=True))
         self.check_input(z)
         if self.qk_norm == "global":
-            q = self.project(self.query, z)
-            return self._apply_sums(q, self._node_sums(q, self.project(self.key, z), values, keys_normalised=False))
+            return self._apply_global(z, self._gram_sums(z, values))
         # Row norms: the keys (and their normalised copy) are gone before the queries are formed.
         sums = self._node_sums(None, normalise_qk(self.project(self.key, z), "row"), values, keys_normalised=True)
         return self._apply_sums(self.project(self.query, z), sums)
@@ -145,7 +223,7 @@ class DIFFormerSimple(QueryKeyDiffusivity):
             return self._node_sums(q, k, values, keys_normalised=True)
         self.check_input(z)
         if self.qk_norm == "global":
-            return self._node_sums(self.project(self.query, z), self.project(self.key, z), values, keys_normalised=False)
+            return self._gram_sums(z, values)
         return self._node_sums(None, normalise_qk(self.project(self.key, z), "row"), values, keys_normalised=True)
 
     def apply(self, z: torch.Tensor, sums: AttentionSums) -> torch.Tensor:
@@ -153,14 +231,15 @@ class DIFFormerSimple(QueryKeyDiffusivity):
         nodes (:meth:`sums`, added over blocks): [..., rows, d], in the values' dtype."""
         if not isinstance(sums, AttentionSums):
             raise TypeError(f"sums must be the AttentionSums of difformer_s.sums(z, values), got {type(sums).__name__}")
-        if self.frozen:
-            q, _ = self.queries_keys(z, normalise_queries=False)
-        else:
-            self.check_input(z)
-            q = self.project(self.query, z)
         if (sums.query_sq is None) != (self.qk_norm == "row"):
             raise ValueError(f"sums were formed with another qk_norm than this diffusivity's {self.qk_norm!r}")
-        return self._apply_sums(q, sums)
+        if self.frozen:
+            q, _ = self.queries_keys(z, normalise_queries=False)
+            return self._apply_sums(q, sums)
+        self.check_input(z)
+        if self.qk_norm == "global":
+            return self._apply_global(z, sums)
+        return self._apply_sums(self.project(self.query, z), sums)
 
     @staticmethod
     def _check_values(z: torch.Tensor, values: torch.Tensor | None) -> torch.Tensor:
@@ -186,6 +265,73 @@ class DIFFormerSimple(QueryKeyDiffusivity):
             value_sum=values.sum(dim=-2, keepdim=True),                        # [..., 1, d]
             num_nodes=values.shape[-2], key_sq=key_sq, query_sq=query_sq, dtype=dtype,
         )
+
+    def _linear_parts(self, lin: torch.nn.Linear, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """W [H d_k, d] and b [H d_k] (or None) of ``self.query``/``self.key`` in ``dtype``."""
+        return lin.weight.to(dtype), None if lin.bias is None else lin.bias.to(dtype)
+
+    def _gram_sums(self, z: torch.Tensor, values: torch.Tensor) -> AttentionSums:
+        r"""The sums of :meth:`_node_sums` for global norms, without forming q or k: with
+        k_j = W_k z_j + b_k and the node sums G = Σ_j z_j v_jᵀ, s_z = Σ_j z_j, s_v = Σ_j v_j,
+        Σ_j k_j v_jᵀ = W_k G + b_k s_vᵀ, Σ_j k_j = W_k s_z + N b_k, and
+        Σ_j ‖k_j‖² = ⟨W_k G_zz, W_k⟩ + 2 b_k·W_k s_z + N ‖b_k‖² with G_zz = Σ_j z_j z_jᵀ (= G when
+        the values are z); likewise Σ_j ‖q_j‖². One [d, d] product over the N nodes (two with
+        separate values) replaces the three of projecting q and k and forming Σ_j k_j v_jᵀ."""
+        dtype = values.dtype
+        zw, vw = widen(z), widen(values)
+        n = z.shape[-2]
+        gram_zz = _Gram.apply(zw)                                            # [..., d, d]
+        gram = gram_zz if values is z else zw.transpose(-1, -2) @ vw         # [..., d, d_v]
+        z_sum, value_sum = zw.sum(dim=-2), vw.sum(dim=-2, keepdim=True)      # [..., d], [..., 1, d_v]
+
+        def square_sum(w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:  # Σ_j ‖W z_j + b‖², [..., 1, 1, 1]
+            total = ((w @ gram_zz) * w).sum(dim=(-2, -1))
+            if b is not None:
+                total = total + 2 * (z_sum @ w.T) @ b + n * b.dot(b)
+            return total.clamp_min(0).reshape(*total.shape, 1, 1, 1)
+
+        w_k, b_k = self._linear_parts(self.key, zw.dtype)
+        w_q, b_q = self._linear_parts(self.query, zw.dtype)
+        kv = w_k @ gram                                                      # [..., H d_k, d_v]
+        key_sum = z_sum @ w_k.T                                              # [..., H d_k]
+        if b_k is not None:
+            kv = kv + b_k[:, None] * value_sum
+            key_sum = key_sum + n * b_k
+        return AttentionSums(kv=kv, key_sum=key_sum.reshape(*key_sum.shape[:-1], 1, self.heads, self.key_channels),
+                             value_sum=value_sum, num_nodes=n, key_sq=square_sum(w_k, b_k),
+                             query_sq=square_sum(w_q, b_q), dtype=dtype)
+
+    def _apply_global(self, z: torch.Tensor, sums: AttentionSums) -> torch.Tensor:
+        r"""(S V)_i for global norms, with the queries folded into the sums: q_i = W_q z_i + b_q
+        enters only through q_iᵀ(K̂ᵀV) and q_iᵀ Σ_j k̂_j, so with r = 1/(‖Q‖_F ‖K‖_F) per head h
+
+            numerator_ih = z_iᵀ (r W_q,hᵀ Σ_j k_jh v_jᵀ) + r b_q,hᵀ Σ_j k_jh v_jᵀ,
+            den_ih = N + z_iᵀ (r W_q,hᵀ Σ_j k_jh) + r b_q,h·Σ_j k_jh,
+
+        one [N, d] × [d, H (d_v + 1)] product (:class:`_GlobalAttentionRows`)."""
+        if sums.key_sq is None:
+            raise ValueError("sums were formed with keys frozen at Z⁰; this diffusivity is not frozen")
+        zw = widen(z)
+        heads, dk = self.heads, self.key_channels
+        w_q, b_q = self._linear_parts(self.query, zw.dtype)
+        scale = _inverse_sqrt(sums.query_sq) * _inverse_sqrt(sums.key_sq)    # [..., 1, 1, 1]
+        kv = sums.kv.unflatten(-2, (heads, dk)) * scale                      # [..., H, d_k, d_v]
+        key_sum = sums.key_sum.squeeze(-3) * scale.squeeze(-1)               # [..., H, d_k]
+        w_q = w_q.view(heads, dk, -1)                                        # [H, d_k, d]
+        numerator = torch.einsum("hkd,...hke->...dhe", w_q, kv).flatten(-2)  # [..., d, H d_v]
+        denominator = torch.einsum("hkd,...hk->...dh", w_q, key_sum)        # [..., d, H]
+        n = sums.num_nodes
+        if b_q is None:
+            offset = torch.cat([torch.zeros(numerator.shape[-1], dtype=zw.dtype, device=zw.device),
+                                torch.full((heads,), float(n), dtype=zw.dtype, device=zw.device)])
+            offset = offset.expand(*numerator.shape[:-2], -1)
+        else:
+            b_q = b_q.view(heads, dk)
+            offset = torch.cat([torch.einsum("hk,...hke->...he", b_q, kv).flatten(-2),
+                                torch.einsum("hk,...hk->...h", b_q, key_sum) + n], dim=-1)
+        out = _GlobalAttentionRows.apply(zw, numerator, denominator, offset, sums.value_sum.squeeze(-2),
+                                         n, self._floor(n, sums.dtype))
+        return out.to(sums.dtype)
 
     def _apply_sums(self, q: torch.Tensor, sums: AttentionSums) -> torch.Tensor:
         # Head mean without [n, H, d] temporaries and without materialising q̂ = q / r_q:

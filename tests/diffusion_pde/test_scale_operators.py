@@ -6,7 +6,9 @@
   batched, 16-bit, CSR row blocks;
 - ``DiffusionField.euler_step`` (fused, in place) against z + h·field(t, z), values and gradients;
 - ``MaskedDropout`` against ``nn.Dropout`` bit for bit under the same seed, and the encoder's
-  dropout-then-ReLU against ReLU-then-dropout.
+  dropout-then-ReLU against ReLU-then-dropout;
+- DIFFormer-s with global norms in its gram form (queries and keys never formed) against a
+  brute-force N×N attention, values and gradients of z, the values and every parameter.
 """
 
 from __future__ import annotations
@@ -211,3 +213,58 @@ def test_encoder_dropout_then_relu_is_relu_then_dropout() -> None:
     (a, grads_a), (b, grads_b) = outs
     assert torch.equal(a, b)
     assert all(torch.allclose(x, y, rtol=0, atol=1e-6) for x, y in zip(grads_a, grads_b))
+
+
+def brute_force_global_attention(s, z: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """(S V) from the definition: q, k projected, each divided by its Frobenius norm over all nodes
+    and heads, kernel 1 + q̂_iᵀk̂_j per head, rows normalised, heads averaged (dense, O(N²))."""
+    def project(lin):
+        out = z @ lin.weight.T + (0 if lin.bias is None else lin.bias)
+        return out.unflatten(-1, (s.heads, s.key_channels))
+    q, k = project(s.query), project(s.key)
+    q = q / q.square().sum(dim=(-3, -2, -1), keepdim=True).sqrt()
+    k = k / k.square().sum(dim=(-3, -2, -1), keepdim=True).sqrt()
+    kernel = 1 + torch.einsum("...ihc,...jhc->...hij", q, k)
+    return (kernel / kernel.sum(dim=-1, keepdim=True)).mean(dim=-3) @ values
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("heads", [1, 3])
+@pytest.mark.parametrize("batch", [(), (2,)])
+@pytest.mark.parametrize("separate_values", [False, True])
+def test_global_difformer_s_gram_form_equals_brute_force(bias: bool, heads: int, batch: tuple, separate_values: bool) -> None:
+    torch.manual_seed(heads + 10 * bias + 100 * len(batch) + 1000 * separate_values)
+    s = diffusivity("difformer_s", in_channels=5, heads=heads, key_channels=4, qk_norm="global", bias=bias, dtype=F64)
+    z = torch.randn(*batch, 9, 5, dtype=F64, requires_grad=True)
+    v = torch.randn(*batch, 9, 6, dtype=F64, requires_grad=True) if separate_values else None
+    out = s(z, v)
+    reference = brute_force_global_attention(s, z, z if v is None else v)
+    assert torch.allclose(out, reference, rtol=1e-12, atol=1e-12)
+    inputs = [z, *s.parameters()] + ([v] if separate_values else [])
+    upstream = torch.randn_like(out)
+    for got, want in zip(torch.autograd.grad(out, inputs, upstream), torch.autograd.grad(reference, inputs, upstream)):
+        assert torch.allclose(got, want, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda z, *params: s(z, v), (z, *s.parameters()))
+
+
+def test_global_difformer_s_gram_form_float32_at_scale() -> None:
+    """2,000 nodes, float32 sums over all of them: within 1e-5 of the float64 brute force."""
+    torch.manual_seed(0)
+    s = diffusivity("difformer_s", in_channels=16, heads=2, key_channels=8, qk_norm="global", bias=True)
+    z = torch.randn(2000, 16) + 3.0  # an offset mean: the bias and node-sum terms matter
+    reference = brute_force_global_attention(s.double(), z.double(), z.double())
+    out = s.float()(z)
+    assert (out.double() - reference).abs().max() / reference.abs().max() < 1e-5
+
+
+def test_global_difformer_s_gram_form_with_vanishing_queries_is_uniform() -> None:
+    """W_q = 0: every query is 0, ‖Q‖ = 0 is taken as 1/0 = 0, so S is uniform (the mean of V),
+    with finite gradients."""
+    s = diffusivity("difformer_s", in_channels=4, qk_norm="global", dtype=F64)
+    with torch.no_grad():
+        s.query.weight.zero_()
+    z = torch.randn(7, 4, dtype=F64, requires_grad=True)
+    out = s(z)
+    assert torch.allclose(out, z.mean(dim=0, keepdim=True).expand(7, 4), atol=1e-14)
+    (grad,) = torch.autograd.grad(out.sum(), z)
+    assert torch.isfinite(grad).all() and torch.allclose(grad, torch.ones_like(grad), atol=1e-12)
