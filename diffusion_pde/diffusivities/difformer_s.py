@@ -53,6 +53,15 @@ def _inverse_sqrt(square_sum: torch.Tensor) -> torch.Tensor:
                        torch.zeros_like(square_sum))
 
 
+# Rows per block of the row-wise passes of :class:`_GlobalAttentionRows`: a block of P is
+# ROW_BLOCK × H(d_v + 1) floats, 4 MB for d_v = 64, H = 1 (under glibc's mmap threshold).
+ROW_BLOCK = 16384
+
+
+def _row_blocks(n: int) -> list[slice]:
+    return [slice(start, min(start + ROW_BLOCK, n)) for start in range(0, n, ROW_BLOCK)]
+
+
 def _rank_update(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """out += a @ b in place (a [..., N, k], b [..., k, d] with small k)."""
     return out.addmm_(a, b) if out.dim() == 2 else out.baddbmm_(a, b.expand(*a.shape[:-2], *b.shape[-2:]))
@@ -80,23 +89,31 @@ class _GlobalAttentionRows(torch.autograd.Function):
         den_ih = P_i,den,h,  w_ih = 1/den_ih (1/N for a row at the floor, whose query term is dropped),
         out_i = (1/H) Σ_h w_ih (s_v + P_i,num,h).
 
-    Backward without P: with g the incoming gradient and U_h = g numerator_hᵀ, the row dots
-    g_i·(s_v + P_i,num,h) are z_i·U_ih + g_i·(s_v + c_num,h), so two [N, ·] products (U and
-    zᵀ dP) and no saved N-row tensor besides z (the layer's input, alive anyway) and w."""
+    Both passes run over blocks of ``ROW_BLOCK`` rows, so P and every other row-wise temporary
+    exist for one block at a time (a few MB, reused by the heap, where an N-row temporary would
+    be a fresh mapping each time). Backward without P: with g the incoming gradient and
+    U_h = g numerator_hᵀ, the row dots g_i·(s_v + P_i,num,h) are z_i·U_ih + g_i·(s_v + c_num,h);
+    the saved tensors are z (the layer's input, alive anyway), the small M, c, s_v and w [.., N, H]."""
 
     @staticmethod
     def forward(ctx, z, numerator, denominator, offset, value_sum, num_nodes, floor):
         heads = denominator.shape[-1]
         width = numerator.shape[-1] // heads
-        p = torch.matmul(z, torch.cat([numerator, denominator], dim=-1)).add_(offset.unsqueeze(-2))
-        den = p[..., heads * width:]
-        live = den > floor
-        weight = torch.where(live, den, num_nodes).reciprocal_()             # [..., N, H]
-        query_weight = weight * live / heads
-        out = p[..., :width] * query_weight[..., :1]
-        for h in range(1, heads):
-            out.addcmul_(p[..., h * width:(h + 1) * width], query_weight[..., h:h + 1])
-        out.addcmul_(weight.mean(dim=-1, keepdim=True), value_sum.unsqueeze(-2))
+        matrix, offset_row = torch.cat([numerator, denominator], dim=-1), offset.unsqueeze(-2)
+        out = z.new_empty(*z.shape[:-1], width)
+        weight = z.new_empty(*z.shape[:-1], heads)
+        live = torch.empty(weight.shape, dtype=torch.bool, device=z.device)
+        for rows in _row_blocks(z.shape[-2]):
+            p = torch.matmul(z[..., rows, :], matrix).add_(offset_row)
+            den = p[..., heads * width:]
+            torch.gt(den, floor, out=live[..., rows, :])
+            w = torch.where(live[..., rows, :], den, num_nodes).reciprocal_()
+            weight[..., rows, :] = w
+            query_weight = w * live[..., rows, :] / heads
+            block = torch.mul(p[..., :width], query_weight[..., :1], out=out[..., rows, :])
+            for h in range(1, heads):
+                block.addcmul_(p[..., h * width:(h + 1) * width], query_weight[..., h:h + 1])
+            block.addcmul_(w.mean(dim=-1, keepdim=True), value_sum.unsqueeze(-2))
         ctx.save_for_backward(z, numerator, denominator, offset, value_sum, weight, live)
         return out
 
@@ -106,29 +123,28 @@ class _GlobalAttentionRows(torch.autograd.Function):
         heads = denominator.shape[-1]
         width = numerator.shape[-1] // heads
         d = z.shape[-1]
-        query_weight = weight * live / heads                                 # ∂out_i/∂P_i,num,h
-        # U_h = g numerator_hᵀ: [..., N, H, d]
-        u = torch.matmul(grad, numerator.unflatten(-1, (heads, width)).transpose(-3, -1).flatten(-2)
-                         ).unflatten(-1, (heads, d))
-        rows = (z.unsqueeze(-2) * u).sum(dim=-1) + grad @ (value_sum.unsqueeze(-2) + offset[..., :heads * width]
-                                                          .unflatten(-1, (heads, width))).transpose(-1, -2)
-        grad_den = -(query_weight * weight * rows)                         # [..., N, H]
-        grad_z = grad_numerator = grad_denominator = grad_offset = grad_value_sum = None
-        if ctx.needs_input_grad[0]:
-            grad_z = u[..., 0, :].mul_(query_weight[..., :1])
-            for h in range(1, heads):
-                grad_z.addcmul_(u[..., h, :], query_weight[..., h:h + 1])
-            grad_z = _rank_update(grad_z, grad_den, denominator.transpose(-1, -2))
-        del u
-        weighted = (grad.unsqueeze(-2) * query_weight.unsqueeze(-1)).flatten(-2)  # [..., N, H d_v]
-        if ctx.needs_input_grad[1]:
-            grad_numerator = z.transpose(-1, -2) @ weighted
-        if ctx.needs_input_grad[2]:
-            grad_denominator = z.transpose(-1, -2) @ grad_den
-        if ctx.needs_input_grad[3]:
-            grad_offset = torch.cat([weighted.sum(dim=-2), grad_den.sum(dim=-2)], dim=-1)
-        if ctx.needs_input_grad[4]:
-            grad_value_sum = (weight.mean(dim=-1, keepdim=True) * grad).sum(dim=-2)
+        query_weight = weight * live / heads                                 # ∂out_i/∂P_i,num,h, [..., N, H]
+        numerator_t = numerator.unflatten(-1, (heads, width)).transpose(-3, -1).flatten(-2)  # [..., d_v, H d]
+        shifted = (value_sum.unsqueeze(-2) + offset[..., :heads * width].unflatten(-1, (heads, width))
+                   ).transpose(-1, -2)                                       # [..., d_v, H]: s_v + c_num,h
+        grad_z = z.new_empty(z.shape) if ctx.needs_input_grad[0] else None
+        grad_den = weight.new_empty(weight.shape)
+        grad_numerator = z.new_zeros(numerator.shape)
+        for rows in _row_blocks(z.shape[-2]):
+            g, zb, qw = grad[..., rows, :], z[..., rows, :], query_weight[..., rows, :]
+            u = torch.matmul(g, numerator_t).unflatten(-1, (heads, d))       # U_h = g numerator_hᵀ
+            dots = (zb.unsqueeze(-2) * u).sum(dim=-1) + g @ shifted          # g_i·(s_v + P_i,num,h)
+            gd = torch.mul(qw * weight[..., rows, :], dots, out=grad_den[..., rows, :]).neg_()
+            if grad_z is not None:
+                block = torch.mul(u[..., 0, :], qw[..., :1], out=grad_z[..., rows, :])
+                for h in range(1, heads):
+                    block.addcmul_(u[..., h, :], qw[..., h:h + 1])
+                _rank_update(block, gd, denominator.transpose(-1, -2))
+            weighted = (g.unsqueeze(-2) * qw.unsqueeze(-1)).flatten(-2)      # [..., rows, H d_v]
+            grad_numerator.add_(zb.transpose(-1, -2) @ weighted)
+        grad_denominator = z.transpose(-1, -2) @ grad_den
+        grad_offset = torch.cat([(query_weight.transpose(-1, -2) @ grad).flatten(-2), grad_den.sum(dim=-2)], dim=-1)
+        grad_value_sum = (weight.mean(dim=-1, keepdim=True).transpose(-1, -2) @ grad).squeeze(-2)
         return grad_z, grad_numerator, grad_denominator, grad_offset, grad_value_sum, None, None
 
 

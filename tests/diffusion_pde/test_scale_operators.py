@@ -19,6 +19,7 @@ from torch import nn
 from torch_geometric.utils import add_self_loops, to_undirected
 
 from diffusion_pde import DiffusionField, diffusivity
+from diffusion_pde.diffusivities import difformer_s as difformer_s_module
 from diffusion_pde.graph import as_graph, coalesce, csr_matrix, csr_pair, csr_transpose, has_unit_weights, \
     in_degree, spmm
 from diffusion_pde.models import ModelConfig, Propagation, build_model
@@ -232,7 +233,11 @@ def brute_force_global_attention(s, z: torch.Tensor, values: torch.Tensor) -> to
 @pytest.mark.parametrize("heads", [1, 3])
 @pytest.mark.parametrize("batch", [(), (2,)])
 @pytest.mark.parametrize("separate_values", [False, True])
-def test_global_difformer_s_gram_form_equals_brute_force(bias: bool, heads: int, batch: tuple, separate_values: bool) -> None:
+@pytest.mark.parametrize("row_block", [4, 16384])
+def test_global_difformer_s_gram_form_equals_brute_force(bias: bool, heads: int, batch: tuple, separate_values: bool,
+                                                         row_block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Row blocks of 4 (9 nodes: blocks 4, 4, 1) and one block."""
+    monkeypatch.setattr(difformer_s_module, "ROW_BLOCK", row_block)
     torch.manual_seed(heads + 10 * bias + 100 * len(batch) + 1000 * separate_values)
     s = diffusivity("difformer_s", in_channels=5, heads=heads, key_channels=4, qk_norm="global", bias=bias, dtype=F64)
     z = torch.randn(*batch, 9, 5, dtype=F64, requires_grad=True)
@@ -247,8 +252,10 @@ def test_global_difformer_s_gram_form_equals_brute_force(bias: bool, heads: int,
     assert torch.autograd.gradcheck(lambda z, *params: s(z, v), (z, *s.parameters()))
 
 
-def test_global_difformer_s_gram_form_float32_at_scale() -> None:
-    """2,000 nodes, float32 sums over all of them: within 1e-5 of the float64 brute force."""
+def test_global_difformer_s_gram_form_float32_at_scale(monkeypatch: pytest.MonkeyPatch) -> None:
+    """2,000 nodes in row blocks of 300, float32 sums over all of them: within 1e-5 of the
+    float64 brute force."""
+    monkeypatch.setattr(difformer_s_module, "ROW_BLOCK", 300)
     torch.manual_seed(0)
     s = diffusivity("difformer_s", in_channels=16, heads=2, key_channels=8, qk_norm="global", bias=True)
     z = torch.randn(2000, 16) + 3.0  # an offset mean: the bias and node-sum terms matter
