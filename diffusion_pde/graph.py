@@ -295,6 +295,56 @@ class _CSRProduct(torch.autograd.Function):
         return None, None, _gather_rows(ctx.transpose, grad)
 
 
+def csr_rows(matrix: torch.Tensor, rows: slice) -> torch.Tensor:
+    """Rows ``rows`` of the CSR ``matrix`` as a [len(rows), N] CSR matrix (views of its columns and
+    values; only the row pointers are new)."""
+    crow = matrix.crow_indices()
+    lo, hi = int(crow[rows.start]), int(crow[rows.stop])
+    return _csr(crow[rows.start:rows.stop + 1] - lo, matrix.col_indices()[lo:hi], matrix.values()[lo:hi],
+                (rows.stop - rows.start, matrix.shape[1]))
+
+
+# Rows of S per block in :func:`spmm_add_`: a block of S V is ROW_BLOCK × d floats (4 MB for d = 64).
+ROW_BLOCK = 16384
+
+
+class _AddCSRProduct(torch.autograd.Function):
+    """out += α S V in place, by blocks of ``ROW_BLOCK`` rows of S (each block's S V is a few MB,
+    reused by the heap, where a whole N×d product would be a fresh mapping); backward: the
+    gradient of ``out`` passes through, V gets α Sᵀ dL/dY. Saves no tensor."""
+
+    @staticmethod
+    def forward(ctx, out: torch.Tensor, matrix: torch.Tensor, transpose: torch.Tensor, values: torch.Tensor,
+                alpha: float) -> torch.Tensor:
+        ctx.transpose, ctx.alpha = transpose, alpha
+        ctx.mark_dirty(out)
+        values = values.detach()
+        for start in range(0, matrix.shape[0], ROW_BLOCK):
+            rows = slice(start, min(start + ROW_BLOCK, matrix.shape[0]))
+            out[rows].add_(_gather_rows(csr_rows(matrix, rows), values), alpha=alpha)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grad_values = None
+        if ctx.needs_input_grad[3]:
+            grad_values = _gather_rows(ctx.transpose, grad)
+            if ctx.alpha != 1.0:
+                grad_values.mul_(ctx.alpha)
+        return grad, None, None, grad_values, None
+
+
+def spmm_add_(out: torch.Tensor, matrix: torch.Tensor, values: torch.Tensor, transpose: torch.Tensor,
+              alpha: float = 1.0) -> torch.Tensor:
+    """``out += alpha · S @ V`` in place (``out`` [N, d], a tensor nobody else reads), equal to
+    ``out.add_(spmm(matrix, values, transpose), alpha=alpha)`` without its N×d temporary: S is
+    applied by blocks of rows. Batched or 16-bit values take that plain form."""
+    if values.dim() != 2 or values.dtype.itemsize < 4 or out.shape != values.shape[:1] + out.shape[1:] \
+            or not out.is_contiguous():
+        return out.add_(spmm(matrix, values, transpose), alpha=alpha)
+    return _AddCSRProduct.apply(out, matrix, transpose, values, float(alpha))
+
+
 def spmm(matrix: torch.Tensor, values: torch.Tensor, transpose: torch.Tensor | None = None) -> torch.Tensor:
     """S @ V for a CSR S ([m, N]) and V of shape [N, d] or [B, N, d] (S acts on the node axis,
     the second to last). The result is a new tensor (the caller may update it in place).

@@ -12,7 +12,7 @@ import dataclasses
 
 import torch
 
-from ..graph import Graph, as_graph, coalesce, csr_pair, spmm
+from ..graph import Graph, as_graph, coalesce, csr_pair, spmm, spmm_add_
 from ._base import GraphDiffusivity
 
 
@@ -86,6 +86,13 @@ class LinearGraphDiffusivity(GraphDiffusivity):
         values = z if values is None else values
         self._check(values)
         return spmm(self.matrix, values, self.matrix_t)
+
+    def add_to(self, out: torch.Tensor, values: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+        """``out += alpha · S V`` in place, without an N×d temporary for S V (``out`` must be a
+        tensor nobody else reads, of the shape of ``values``); the same as
+        ``out.add_(self(values), alpha=alpha)``."""
+        self._check(values)
+        return spmm_add_(out, self.matrix, values, self.matrix_t, alpha)
 
     def dense(self, z: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
         return self.matrix.to_dense()

@@ -20,6 +20,14 @@ formula (where that formula has no correct digit left), is taken as uniform, 1/N
 the kernel 1 + ε + q̂ᵀk̂ as ε → 0, and what a zero query (q̂ = 0) already gives. 16-bit states
 are multiplied in float32 (sums over N nodes overflow float16) and rounded back.
 
+With ``qk_norm="global"`` (and queries and keys from the current state) q and k are never formed:
+q_i = W_q z_i + b_q enters only through q_iᵀ(K̂ᵀV) and q_iᵀ Σ_j k̂_j, and the key sums and both
+Frobenius norms follow from the node sums Σ_j z_j v_jᵀ, Σ_j z_j z_jᵀ, Σ_j z_j, Σ_j v_j
+(:meth:`DIFFormerSimple._gram_sums`), so a forward pass is one [d, d] sum over the nodes and one
+[N, d] × [d, H (d_v + 1)] product, in blocks of rows with a hand-written backward pass that
+keeps no N-row tensor but z (``_GlobalAttentionRows``). The result is the same function (checked
+against a brute-force N × N attention to 1e-12 in float64, gradients included).
+
 The two steps are public, so that the product can be formed for a graph too large to hold at once
 (:func:`diffusion_pde.models.predict_chunked`): :meth:`DIFFormerSimple.sums` forms the node sums
 (K̂ᵀV, Σ_j k̂_j, Σ_j v_j, N; with ``qk_norm="global"`` also Σ‖q_j‖², Σ‖k_j‖²) of a block of nodes,

@@ -30,7 +30,6 @@ attention frozen at Z⁰.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -43,7 +42,7 @@ import solvers
 from ..diffusivities import Diffusivity, LinearGraphDiffusivity, QueryKeyDiffusivity
 from ..diffusivities.difformer_s import AttentionSums, DIFFormerSimple
 from ..field import DiffusionBlock, DiffusionField
-from ..graph import spmm
+from ..graph import csr_rows, spmm
 from .depth import ContinuousDiffusion, DiscreteDiffusion
 from .propagation import Propagation
 
@@ -187,17 +186,6 @@ def _chunks(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(n, start + size))
 
 
-def _row_block(matrix: torch.Tensor, rows: slice) -> torch.Tensor:
-    """Rows ``rows`` of the CSR ``matrix`` as a [len(rows), N] CSR matrix (views of its columns and
-    values; only the row pointers are new)."""
-    crow = matrix.crow_indices()
-    lo, hi = int(crow[rows.start]), int(crow[rows.stop])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-        return torch.sparse_csr_tensor(crow[rows.start:rows.stop + 1] - lo, matrix.col_indices()[lo:hi],
-                                       matrix.values()[lo:hi], size=(rows.stop - rows.start, matrix.shape[1]))
-
-
 def _attention_sums(prop: _Propagator, z: torch.Tensor, chunk: int) -> AttentionSums | None:
     """Pass 1: the attention's node sums of state ``z``, accumulated over chunks."""
     if prop.attention is None:
@@ -221,7 +209,7 @@ def _field_rows(field: DiffusionField, prop: _Propagator, sums: AttentionSums | 
         if prop.c_attn != 1.0:
             out = out * prop.c_attn
     if prop.graph is not None:
-        graph_term = spmm(_row_block(prop.graph.matrix, rows), z)
+        graph_term = spmm(csr_rows(prop.graph.matrix, rows), z)
         if prop.value is not None:
             graph_term = prop.value(graph_term)
         out = graph_term * prop.c_graph if out is None else out.add_(graph_term, alpha=prop.c_graph)

@@ -36,6 +36,21 @@ from .depth import ContinuousDiffusion, DiscreteDiffusion
 from .propagation import Propagation
 
 
+# Entries per block of :func:`_masked_product`: 4 MB of float32.
+_MASK_BLOCK = 2**20
+
+
+def _masked_product(x: torch.Tensor, mask: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """out = x · mask for a boolean mask, in blocks of entries: the product converts the mask to
+    x's dtype first, and a block's converted copy (4 MB) is reused by the heap where the whole
+    mask's (a quarter GB for an N×64 state at N = 1M) would be a fresh mapping every time."""
+    flat_x, flat_mask, flat_out = x.reshape(-1), mask.reshape(-1), out.view(-1)
+    for start in range(0, flat_x.numel(), _MASK_BLOCK):
+        block = slice(start, start + _MASK_BLOCK)
+        torch.mul(flat_x[block], flat_mask[block], out=flat_out[block])
+    return out
+
+
 class _BoolMaskDropout(torch.autograd.Function):
     """x · m / (1 − p) with m ~ Bernoulli(1 − p) drawn as booleans: the same draws, hence the same
     mask, as torch's CPU dropout (which draws them into a float tensor and keeps that for the
@@ -46,11 +61,11 @@ class _BoolMaskDropout(torch.autograd.Function):
         mask = torch.empty(x.shape, dtype=torch.bool, device=x.device).bernoulli_(1.0 - p)
         # 1/(1 − p) rounded as torch's dropout rounds it (in x's dtype), so x·m·scale is its x·noise
         scale = float(torch.ones((), dtype=x.dtype) / (1.0 - p))
-        if inplace:
+        if inplace and x.is_contiguous():
             ctx.mark_dirty(x)
-            out = x.mul_(mask)
+            out = _masked_product(x, mask, x)
         else:
-            out = x.mul(mask)
+            out = _masked_product(x, mask, torch.empty(x.shape, dtype=x.dtype, device=x.device))
         ctx.save_for_backward(mask)
         ctx.scale = scale
         return out.mul_(scale)
@@ -58,7 +73,8 @@ class _BoolMaskDropout(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (mask,) = ctx.saved_tensors
-        return grad.mul(mask).mul_(ctx.scale), None, None
+        out = torch.empty(grad.shape, dtype=grad.dtype, device=grad.device)
+        return _masked_product(grad, mask, out).mul_(ctx.scale), None, None
 
 
 class MaskedDropout(nn.Dropout):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..diffusivities import Diffusivity, DiffusivityProperties
+from ..diffusivities import Diffusivity, DiffusivityProperties, LinearGraphDiffusivity
 
 
 class Propagation(Diffusivity):
@@ -70,6 +70,8 @@ class Propagation(Diffusivity):
             if c_attn != 1.0:
                 out = out * c_attn
         if self.graph is not None:
+            if out is not None and isinstance(self.graph, LinearGraphDiffusivity):
+                return self.graph.add_to(out, values, alpha=c_graph)  # no N×d temporary for Â V
             graph_term = self.graph(z, values, t)
             if out is not None:
                 out = out.add_(graph_term, alpha=c_graph)

@@ -3,7 +3,7 @@
 - the graph operator's CSR pair (S, Sᵀ) from one sort, ``coalesce``, unit weights without memory,
   against dense matrices built entry by entry (unsorted edges, duplicates, loops, weights, none);
 - ``spmm`` as a row gather (``embedding_bag``) against dense products, forward and backward,
-  batched, 16-bit, CSR row blocks;
+  batched, 16-bit, CSR row blocks; ``spmm_add_`` (out += α S V by row blocks) likewise;
 - ``DiffusionField.euler_step`` (fused, in place) against z + h·field(t, z), values and gradients;
 - ``MaskedDropout`` against ``nn.Dropout`` bit for bit under the same seed, and the encoder's
   dropout-then-ReLU against ReLU-then-dropout;
@@ -20,8 +20,9 @@ from torch_geometric.utils import add_self_loops, to_undirected
 
 from diffusion_pde import DiffusionField, diffusivity
 from diffusion_pde.diffusivities import difformer_s as difformer_s_module
+from diffusion_pde import graph as graph_module
 from diffusion_pde.graph import as_graph, coalesce, csr_matrix, csr_pair, csr_transpose, has_unit_weights, \
-    in_degree, spmm
+    in_degree, spmm, spmm_add_
 from diffusion_pde.models import ModelConfig, Propagation, build_model
 from diffusion_pde.models.classifier import MaskedDropout
 
@@ -275,3 +276,31 @@ def test_global_difformer_s_gram_form_with_vanishing_queries_is_uniform() -> Non
     assert torch.allclose(out, z.mean(dim=0, keepdim=True).expand(7, 4), atol=1e-14)
     (grad,) = torch.autograd.grad(out.sum(), z)
     assert torch.isfinite(grad).all() and torch.allclose(grad, torch.ones_like(grad), atol=1e-12)
+
+
+@pytest.mark.parametrize("row_block", [3, 16384])
+@pytest.mark.parametrize("alpha", [1.0, 0.3])
+@pytest.mark.parametrize("form", ["plain", "batched", "float16"])
+def test_spmm_add_is_out_plus_the_dense_product(row_block: int, alpha: float, form: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """out + α S V in place, by blocks of 3 rows (11 nodes: 3, 3, 3, 2) or one block, values and
+    gradients of out's source and of V against the dense product; batched and float16 values take
+    the plain path."""
+    monkeypatch.setattr(graph_module, "ROW_BLOCK", row_block)
+    edge_index, _, n = next(edge_sets(row_block))
+    g = as_graph(edge_index, num_nodes=n)
+    dtype = torch.float16 if form == "float16" else F64
+    matrix, transpose = csr_pair(g, torch.rand(g.num_edges, dtype=F64, generator=torch.Generator().manual_seed(1)), dtype)
+    dense = matrix.to_dense().double()
+    shape = (2, n, 5) if form == "batched" else (n, 5)
+    base = torch.randn(shape, dtype=F64).to(dtype).requires_grad_()
+    values = torch.randn(shape, dtype=F64).to(dtype).requires_grad_()
+    out = spmm_add_(base * 1.0, matrix, values, transpose, alpha)
+    reference = base.double() + alpha * (dense @ values.double())
+    tol = 2e-2 if form == "float16" else 1e-12
+    assert torch.allclose(out.double(), reference, rtol=tol, atol=tol)
+    upstream = torch.randn(shape, dtype=F64)
+    got = torch.autograd.grad(out, [base, values], upstream.to(dtype))
+    want = (upstream, alpha * (dense.T @ upstream))
+    for g_got, g_want in zip(got, want):
+        assert torch.allclose(g_got.double(), g_want, rtol=tol, atol=tol)
