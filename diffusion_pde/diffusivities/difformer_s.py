@@ -43,6 +43,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from ._attention import QueryKeyDiffusivity, inverse_norm, normalise_qk
 from ._base import DiffusivityProperties, register_diffusivity, widen
@@ -101,7 +102,10 @@ class _GlobalAttentionRows(torch.autograd.Function):
     exist for one block at a time (a few MB, reused by the heap, where an N-row temporary would
     be a fresh mapping each time). Backward without P: with g the incoming gradient and
     U_h = g numerator_hᵀ, the row dots g_i·(s_v + P_i,num,h) are z_i·U_ih + g_i·(s_v + c_num,h);
-    the saved tensors are z (the layer's input, alive anyway), the small M, c, s_v and w [.., N, H]."""
+    the saved tensors are z (the layer's input, alive anyway), the small M, c, s_v and w [.., N, H].
+    The backward pass writes into its results block by block, so it is differentiable once:
+    second derivatives (``create_graph=True``) are refused with torch's ``once_differentiable``
+    error."""
 
     @staticmethod
     def forward(ctx, z, numerator, denominator, offset, value_sum, num_nodes, floor):
@@ -126,6 +130,7 @@ class _GlobalAttentionRows(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):
         z, numerator, denominator, offset, value_sum, weight, live = ctx.saved_tensors
         heads = denominator.shape[-1]

@@ -61,9 +61,9 @@ class _BoolMaskDropout(torch.autograd.Function):
         mask = torch.empty(x.shape, dtype=torch.bool, device=x.device).bernoulli_(1.0 - p)
         # 1/(1 − p) rounded as torch's dropout rounds it (in x's dtype), so x·m·scale is its x·noise
         scale = float(torch.ones((), dtype=x.dtype) / (1.0 - p))
-        if inplace and x.is_contiguous():
+        if inplace:
             ctx.mark_dirty(x)
-            out = _masked_product(x, mask, x)
+            out = _masked_product(x, mask, x) if x.is_contiguous() else x.mul_(mask)
         else:
             out = _masked_product(x, mask, torch.empty(x.shape, dtype=x.dtype, device=x.device))
         ctx.save_for_backward(mask)

@@ -304,3 +304,24 @@ def test_spmm_add_is_out_plus_the_dense_product(row_block: int, alpha: float, fo
     want = (upstream, alpha * (dense.T @ upstream))
     for g_got, g_want in zip(got, want):
         assert torch.allclose(g_got.double(), g_want, rtol=tol, atol=tol)
+
+
+def test_global_difformer_s_refuses_second_derivatives_clearly() -> None:
+    """The blocked backward pass is differentiable once; create_graph=True fails with torch's
+    once_differentiable message, not an obscure out= error."""
+    s = diffusivity("difformer_s", in_channels=3, heads=2, qk_norm="global", dtype=F64)
+    z = torch.randn(5, 3, dtype=F64, requires_grad=True)
+    (grad,) = torch.autograd.grad(s(z).square().sum(), z, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad.sum().backward()
+
+
+def test_inplace_masked_dropout_overwrites_a_non_contiguous_input() -> None:
+    torch.manual_seed(3)
+    x = torch.randn(6, 8)[:, ::2]
+    expected = x * 1.0
+    torch.manual_seed(4)
+    reference = nn.Dropout(0.3)(expected)
+    torch.manual_seed(4)
+    out = MaskedDropout(0.3, inplace=True).train()(x)
+    assert out is x and torch.equal(x, reference)
