@@ -92,6 +92,27 @@ class MaskedDropout(nn.Dropout):
         return _BoolMaskDropout.apply(x, self.p, self.inplace)
 
 
+class OwnedLayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` that, when no gradient is recorded (evaluation under ``torch.no_grad`` or
+    ``inference_mode``), normalises its input in place, in blocks of rows: an N×d state then costs
+    no new N×d tensor (above 131,072 nodes at d = 64 each new one is a fresh, page-faulting
+    mapping). With autograd it is ``nn.LayerNorm`` (its backward pass needs the input). Only for
+    an input no one else reads: the output of a Linear or of a diffusion step."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() or not x.is_contiguous() or x.dim() == 0 or x.numel() == 0:
+            return super().forward(x)
+        rows = x.view(-1, x.shape[-1])
+        for start in range(0, rows.shape[0], _NORM_BLOCK):
+            block = rows[start:start + _NORM_BLOCK]
+            block.copy_(nn.functional.layer_norm(block, self.normalized_shape, self.weight, self.bias, self.eps))
+        return x
+
+
+# Rows per block of OwnedLayerNorm's in-place pass.
+_NORM_BLOCK = 16384
+
+
 class Bias(nn.Module):
     """Adds a learnable bias (zeros at start): the bias of a layer placed after its step."""
 
@@ -174,7 +195,7 @@ def _graph_operator(data: Data, dtype: torch.dtype) -> Diffusivity:
 
 def _attention_model(config: ModelConfig, data: Data, in_channels: int, num_classes: int, dtype: torch.dtype):
     hidden = config.hidden
-    norm = (lambda: nn.LayerNorm(hidden, dtype=dtype)) if config.layer_norm else nn.Identity
+    norm = (lambda: OwnedLayerNorm(hidden, dtype=dtype)) if config.layer_norm else nn.Identity
     encoder = _feature_encoder(config, in_channels, norm(), dtype)
     graph = _graph_operator(data, dtype) if config.use_graph else None
     attention_params = {"heads": config.heads}
@@ -268,7 +289,7 @@ def _appnp(config: ModelConfig, data: Data, in_channels: int, num_classes: int, 
 
 
 def _mlp(config: ModelConfig, data: Data, in_channels: int, num_classes: int, dtype: torch.dtype):
-    norm = nn.LayerNorm(config.hidden, dtype=dtype) if config.layer_norm else nn.Identity()
+    norm = OwnedLayerNorm(config.hidden, dtype=dtype) if config.layer_norm else nn.Identity()
     decoder = nn.Linear(config.hidden, num_classes, dtype=dtype)
     return _feature_encoder(config, in_channels, norm, dtype), DiscreteDiffusion([], config.tau, []), decoder
 

@@ -24,7 +24,8 @@ from diffusion_pde import graph as graph_module
 from diffusion_pde.graph import as_graph, coalesce, csr_matrix, csr_pair, csr_transpose, has_unit_weights, \
     in_degree, spmm, spmm_add_
 from diffusion_pde.models import ModelConfig, Propagation, build_model
-from diffusion_pde.models.classifier import MaskedDropout
+from diffusion_pde.models import classifier as classifier_module
+from diffusion_pde.models.classifier import MaskedDropout, OwnedLayerNorm
 
 F64 = torch.float64
 
@@ -325,3 +326,30 @@ def test_inplace_masked_dropout_overwrites_a_non_contiguous_input() -> None:
     torch.manual_seed(4)
     out = MaskedDropout(0.3, inplace=True).train()(x)
     assert out is x and torch.equal(x, reference)
+
+
+@pytest.mark.parametrize("block", [3, 16384])
+def test_owned_layer_norm_is_layer_norm_in_place_without_autograd(block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No gradient recorded: nn.LayerNorm's values, written into the input (blocks of 3 rows of
+    10, or one block); with autograd: nn.LayerNorm itself, gradients included, input untouched."""
+    monkeypatch.setattr(classifier_module, "_NORM_BLOCK", block)
+    torch.manual_seed(0)
+    reference = nn.LayerNorm(6, dtype=F64)
+    nn.init.normal_(reference.weight)
+    nn.init.normal_(reference.bias)
+    owned = OwnedLayerNorm(6, dtype=F64)
+    owned.load_state_dict(reference.state_dict())
+    x = torch.randn(2, 5, 6, dtype=F64)
+    expected = reference(x).detach()
+    with torch.no_grad():
+        y = x.clone()
+        out = owned(y)
+    assert out is y and torch.allclose(out, expected, rtol=0, atol=1e-15)
+    x.requires_grad_()
+    before = x.detach().clone()
+    out = owned(x)
+    assert torch.equal(x.detach(), before) and torch.allclose(out, expected, atol=1e-15)
+    upstream = torch.randn_like(out)
+    for a, b in zip(torch.autograd.grad(out, [x, *owned.parameters()], upstream),
+                    torch.autograd.grad(reference(x), [x, *reference.parameters()], upstream)):
+        assert torch.equal(a, b)
