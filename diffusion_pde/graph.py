@@ -155,7 +155,7 @@ def in_degree(g: Graph) -> torch.Tensor:
     """Weighted degree at the target: d_i = Σ_{(j,i) ∈ E} w_ji, i.e. the row sums of S's pattern."""
     if has_unit_weights(g.edge_weight):
         return torch.bincount(g.edge_index[1], minlength=g.num_nodes).to(torch.float64)
-    return torch.zeros(g.num_nodes, dtype=torch.float64).index_add_(0, g.edge_index[1], g.edge_weight)
+    return torch.bincount(g.edge_index[1], weights=g.edge_weight, minlength=g.num_nodes).to(torch.float64)
 
 
 def _index_dtype(num_nodes: int, num_edges: int) -> torch.dtype:
@@ -190,10 +190,12 @@ def _coalesced(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, num
     values = _gather(values, order)
     changed, edges = order is not None, None
     if keys.numel() > 1 and bool((keys[1:] == keys[:-1]).any()):
-        unit = has_unit_weights(values)
-        keys, inverse, counts = torch.unique_consecutive(keys, return_inverse=True, return_counts=True)
-        values = counts.to(values.dtype) if unit else \
-            torch.zeros(keys.numel(), dtype=values.dtype).index_add_(0, inverse, values)
+        if has_unit_weights(values):  # the merged weight is the count (no inverse map needed)
+            keys, counts = torch.unique_consecutive(keys, return_counts=True)
+            values = counts.to(values.dtype)
+        else:
+            keys, inverse = torch.unique_consecutive(keys, return_inverse=True)
+            values = torch.bincount(inverse, weights=values, minlength=keys.numel()).to(values.dtype)
         changed = True
     if changed:
         edges = torch.empty(2, keys.numel(), dtype=torch.int64)
