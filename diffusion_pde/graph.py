@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -306,8 +307,17 @@ def csr_rows(matrix: torch.Tensor, rows: slice) -> torch.Tensor:
                 (rows.stop - rows.start, matrix.shape[1]))
 
 
-# Rows of S per block in :func:`spmm_add_`: a block of S V is ROW_BLOCK × d floats (4 MB for d = 64).
+# Rows per block of the row-blocked passes (``spmm_add_``, DIFFormer-s's global rows,
+# ``OwnedLayerNorm``): a block of an N×64 float32 state is 4 MB, under glibc's 32 MB mmap
+# threshold, so blocks are reused by the heap where an N-row temporary would be a fresh mapping.
 ROW_BLOCK = 16384
+
+
+def row_blocks(n: int, size: int | None = None) -> Iterator[slice]:
+    """Consecutive slices covering range(n), ``size`` rows each (default :data:`ROW_BLOCK`)."""
+    size = ROW_BLOCK if size is None else size
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
 
 
 class _AddCSRProduct(torch.autograd.Function):
@@ -321,8 +331,7 @@ class _AddCSRProduct(torch.autograd.Function):
         ctx.transpose, ctx.alpha = transpose, alpha
         ctx.mark_dirty(out)
         values = values.detach()
-        for start in range(0, matrix.shape[0], ROW_BLOCK):
-            rows = slice(start, min(start + ROW_BLOCK, matrix.shape[0]))
+        for rows in row_blocks(matrix.shape[0]):
             out[rows].add_(_gather_rows(csr_rows(matrix, rows), values), alpha=alpha)
         return out
 
@@ -341,8 +350,7 @@ def spmm_add_(out: torch.Tensor, matrix: torch.Tensor, values: torch.Tensor, tra
     """``out += alpha · S @ V`` in place (``out`` [N, d], a tensor nobody else reads), equal to
     ``out.add_(spmm(matrix, values, transpose), alpha=alpha)`` without its N×d temporary: S is
     applied by blocks of rows. Batched or 16-bit values take that plain form."""
-    if values.dim() != 2 or values.dtype.itemsize < 4 or out.shape != values.shape[:1] + out.shape[1:] \
-            or not out.is_contiguous():
+    if values.dim() != 2 or values.dtype.itemsize < 4 or out.shape != values.shape or not out.is_contiguous():
         return out.add_(spmm(matrix, values, transpose), alpha=alpha)
     return _AddCSRProduct.apply(out, matrix, transpose, values, float(alpha))
 

@@ -53,6 +53,13 @@ class Diffusivity(nn.Module):
         """S(z, t) @ values along the node axis (``values`` defaults to ``z``)."""
         raise NotImplementedError
 
+    def add_to(self, out: torch.Tensor, z: torch.Tensor, values: torch.Tensor | None = None,
+               t: torch.Tensor | None = None, *, alpha: float = 1.0) -> torch.Tensor:
+        """``out += alpha · S(z, t) @ values`` in place (``out`` a tensor nobody else reads, of the
+        shape of the product); returns ``out``. Operators that can add their product without
+        forming it first (the fixed graph operators, by row blocks) override this."""
+        return out.add_(self(z, values, t), alpha=alpha)
+
     def set_initial_state(self, z0: torch.Tensor) -> None:
         """Called with Z⁰ before each solve; diffusivities frozen at Z⁰ (GRAND-l style) cache S here."""
 

@@ -87,10 +87,10 @@ class LinearGraphDiffusivity(GraphDiffusivity):
         self._check(values)
         return spmm(self.matrix, values, self.matrix_t)
 
-    def add_to(self, out: torch.Tensor, values: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
-        """``out += alpha · S V`` in place, without an N×d temporary for S V (``out`` must be a
-        tensor nobody else reads, of the shape of ``values``); the same as
-        ``out.add_(self(values), alpha=alpha)``."""
+    def add_to(self, out: torch.Tensor, z: torch.Tensor, values: torch.Tensor | None = None,
+               t: torch.Tensor | None = None, *, alpha: float = 1.0) -> torch.Tensor:
+        """``out += alpha · S V`` in place, by row blocks of S: no N×d temporary for S V."""
+        values = z if values is None else values
         self._check(values)
         return spmm_add_(out, self.matrix, values, self.matrix_t, alpha)
 

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import torch
 from torch.autograd.function import once_differentiable
 
+from ..graph import row_blocks
 from ._attention import QueryKeyDiffusivity, inverse_norm, normalise_qk
 from ._base import DiffusivityProperties, register_diffusivity, widen
 
@@ -60,15 +61,6 @@ def _inverse_sqrt(square_sum: torch.Tensor) -> torch.Tensor:
     positive = square_sum > 0
     return torch.where(positive, torch.where(positive, square_sum, torch.ones_like(square_sum)).rsqrt(),
                        torch.zeros_like(square_sum))
-
-
-# Rows per block of the row-wise passes of :class:`_GlobalAttentionRows`: a block of P is
-# ROW_BLOCK × H(d_v + 1) floats, 4 MB for d_v = 64, H = 1 (under glibc's mmap threshold).
-ROW_BLOCK = 16384
-
-
-def _row_blocks(n: int) -> list[slice]:
-    return [slice(start, min(start + ROW_BLOCK, n)) for start in range(0, n, ROW_BLOCK)]
 
 
 def _rank_update(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -98,7 +90,7 @@ class _GlobalAttentionRows(torch.autograd.Function):
         den_ih = P_i,den,h,  w_ih = 1/den_ih (1/N for a row at the floor, whose query term is dropped),
         out_i = (1/H) Σ_h w_ih (s_v + P_i,num,h).
 
-    Both passes run over blocks of ``ROW_BLOCK`` rows, so P and every other row-wise temporary
+    Both passes run over blocks of ``graph.ROW_BLOCK`` rows, so P and every other row-wise temporary
     exist for one block at a time (a few MB, reused by the heap, where an N-row temporary would
     be a fresh mapping each time). Backward without P: with g the incoming gradient and
     U_h = g numerator_hᵀ, the row dots g_i·(s_v + P_i,num,h) are z_i·U_ih + g_i·(s_v + c_num,h);
@@ -115,7 +107,7 @@ class _GlobalAttentionRows(torch.autograd.Function):
         out = z.new_empty(*z.shape[:-1], width)
         weight = z.new_empty(*z.shape[:-1], heads)
         live = torch.empty(weight.shape, dtype=torch.bool, device=z.device)
-        for rows in _row_blocks(z.shape[-2]):
+        for rows in row_blocks(z.shape[-2]):
             p = torch.matmul(z[..., rows, :], matrix).add_(offset_row)
             den = p[..., heads * width:]
             torch.gt(den, floor, out=live[..., rows, :])
@@ -143,7 +135,7 @@ class _GlobalAttentionRows(torch.autograd.Function):
         grad_z = z.new_empty(z.shape) if ctx.needs_input_grad[0] else None
         grad_den = weight.new_empty(weight.shape)
         grad_numerator = z.new_zeros(numerator.shape)
-        for rows in _row_blocks(z.shape[-2]):
+        for rows in row_blocks(z.shape[-2]):
             g, zb, qw = grad[..., rows, :], z[..., rows, :], query_weight[..., rows, :]
             u = torch.matmul(g, numerator_t).unflatten(-1, (heads, d))       # U_h = g numerator_hᵀ
             dots = (zb.unsqueeze(-2) * u).sum(dim=-1) + g @ shifted          # g_i·(s_v + P_i,num,h)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 from torch import nn
@@ -42,7 +42,7 @@ import solvers
 from ..diffusivities import Diffusivity, LinearGraphDiffusivity, QueryKeyDiffusivity
 from ..diffusivities.difformer_s import AttentionSums, DIFFormerSimple
 from ..field import DiffusionBlock, DiffusionField
-from ..graph import csr_rows, spmm
+from ..graph import csr_rows, row_blocks, spmm
 from .depth import ContinuousDiffusion, DiscreteDiffusion
 from .propagation import Propagation
 
@@ -181,17 +181,12 @@ def check_chunkable(model: nn.Module) -> None:
     _stages(model)
 
 
-def _chunks(n: int, size: int) -> Iterator[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(n, start + size))
-
-
 def _attention_sums(prop: _Propagator, z: torch.Tensor, chunk: int) -> AttentionSums | None:
     """Pass 1: the attention's node sums of state ``z``, accumulated over chunks."""
     if prop.attention is None:
         return None
     total = None
-    for rows in _chunks(z.shape[0], chunk):
+    for rows in row_blocks(z.shape[0], chunk):
         block = z[rows]
         part = prop.attention.sums(block, block if prop.value is None else prop.value(block))
         total = part if total is None else total + part
@@ -251,7 +246,7 @@ def _run_stage(stage: _Stage, state: list[torch.Tensor], z0: torch.Tensor | None
         new = None
         if len(b) == 1:  # Euler: z + h F(z), row block by row block, no stage kept
             sums = _attention_sums(prop, z, chunk)
-            for rows in _chunks(n, chunk):
+            for rows in row_blocks(n, chunk):
                 y = torch.add(z[rows], _field_rows(field, prop, sums, z, z0, rows), alpha=h * b[0])
                 new = _emit(stage, last, sink, new, rows, y, n)
         else:  # k_i = F(z + h Σ_j a_ij k_j) as N-row states, then z + h Σ_i b_i k_i
@@ -260,7 +255,7 @@ def _run_stage(stage: _Stage, state: list[torch.Tensor], z0: torch.Tensor | None
                 y = z
                 if any(row):
                     y = torch.empty_like(z)
-                    for rows in _chunks(n, chunk):
+                    for rows in row_blocks(n, chunk):
                         y_rows = z[rows]
                         for a_ij, k_j in zip(row, ks):
                             if a_ij:
@@ -268,11 +263,11 @@ def _run_stage(stage: _Stage, state: list[torch.Tensor], z0: torch.Tensor | None
                         y[rows] = y_rows
                 sums = _attention_sums(prop, y, chunk)
                 k = torch.empty_like(z)
-                for rows in _chunks(n, chunk):
+                for rows in row_blocks(n, chunk):
                     k[rows] = _field_rows(field, prop, sums, y, z0, rows)
                 del y
                 ks.append(k)
-            for rows in _chunks(n, chunk):
+            for rows in row_blocks(n, chunk):
                 y = z[rows]
                 for b_i, k_i in zip(b, ks):
                     if b_i:
@@ -308,7 +303,7 @@ def _forward(model: nn.Module, x: torch.Tensor, chunk_size: int, keep_hidden: bo
         logits = _write(logits, rows, model.decoder(hidden_rows), n)
 
     hidden = None
-    for rows in _chunks(n, chunk_size):
+    for rows in row_blocks(n, chunk_size):
         hidden = _write(hidden, rows, model.encoder(x[rows]), n)
     # Z⁰ (the source term's target) is the stack's input for a discrete stack and the block's own
     # input in a continuous one: the encoder's output either way, kept only while a field reads it.
@@ -319,7 +314,7 @@ def _forward(model: nn.Module, x: torch.Tensor, chunk_size: int, keep_hidden: bo
         del hidden  # the stage holds the only reference: it drops its input once it has the next state
         hidden = _run_stage(stage, state, z0, chunk_size, sink)
     if hidden is not None:
-        for rows in _chunks(n, chunk_size):
+        for rows in row_blocks(n, chunk_size):
             decode(rows, hidden[rows])
     return logits, hidden if keep_hidden else None
 

@@ -31,6 +31,7 @@ from torch_geometric.data import Data
 
 from ..diffusivities import Diffusivity, diffusivity_for, on_graph
 from ..field import DiffusionField
+from ..graph import row_blocks
 from .config import ATTENTION_MODELS, ModelConfig
 from .depth import ContinuousDiffusion, DiscreteDiffusion
 from .propagation import Propagation
@@ -45,8 +46,7 @@ def _masked_product(x: torch.Tensor, mask: torch.Tensor, out: torch.Tensor) -> t
     x's dtype first, and a block's converted copy (4 MB) is reused by the heap where the whole
     mask's (a quarter GB for an N×64 state at N = 1M) would be a fresh mapping every time."""
     flat_x, flat_mask, flat_out = x.reshape(-1), mask.reshape(-1), out.view(-1)
-    for start in range(0, flat_x.numel(), _MASK_BLOCK):
-        block = slice(start, start + _MASK_BLOCK)
+    for block in row_blocks(flat_x.numel(), _MASK_BLOCK):
         torch.mul(flat_x[block], flat_mask[block], out=flat_out[block])
     return out
 
@@ -103,14 +103,10 @@ class OwnedLayerNorm(nn.LayerNorm):
         if torch.is_grad_enabled() or not x.is_contiguous() or x.dim() == 0 or x.numel() == 0:
             return super().forward(x)
         rows = x.view(-1, x.shape[-1])
-        for start in range(0, rows.shape[0], _NORM_BLOCK):
-            block = rows[start:start + _NORM_BLOCK]
+        for block_rows in row_blocks(rows.shape[0]):
+            block = rows[block_rows]
             block.copy_(nn.functional.layer_norm(block, self.normalized_shape, self.weight, self.bias, self.eps))
         return x
-
-
-# Rows per block of OwnedLayerNorm's in-place pass.
-_NORM_BLOCK = 16384
 
 
 class Bias(nn.Module):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..diffusivities import Diffusivity, DiffusivityProperties, LinearGraphDiffusivity
+from ..diffusivities import Diffusivity, DiffusivityProperties
 
 
 class Propagation(Diffusivity):
@@ -70,12 +70,10 @@ class Propagation(Diffusivity):
             if c_attn != 1.0:
                 out = out * c_attn
         if self.graph is not None:
-            if out is not None and isinstance(self.graph, LinearGraphDiffusivity):
-                return self.graph.add_to(out, values, alpha=c_graph)  # no N×d temporary for Â V
-            graph_term = self.graph(z, values, t)
             if out is not None:
-                out = out.add_(graph_term, alpha=c_graph)
-            elif c_graph != 1.0 or not getattr(self.graph, "fresh_output", False):
+                return self.graph.add_to(out, z, values, t, alpha=c_graph)
+            graph_term = self.graph(z, values, t)
+            if c_graph != 1.0 or not getattr(self.graph, "fresh_output", False):
                 out = graph_term * c_graph
             else:
                 out = graph_term

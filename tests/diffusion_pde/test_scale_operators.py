@@ -19,12 +19,10 @@ from torch import nn
 from torch_geometric.utils import add_self_loops, to_undirected
 
 from diffusion_pde import DiffusionField, diffusivity
-from diffusion_pde.diffusivities import difformer_s as difformer_s_module
 from diffusion_pde import graph as graph_module
 from diffusion_pde.graph import as_graph, coalesce, csr_matrix, csr_pair, csr_transpose, has_unit_weights, \
     in_degree, spmm, spmm_add_
 from diffusion_pde.models import ModelConfig, Propagation, build_model
-from diffusion_pde.models import classifier as classifier_module
 from diffusion_pde.models.classifier import MaskedDropout, OwnedLayerNorm
 
 F64 = torch.float64
@@ -239,7 +237,7 @@ def brute_force_global_attention(s, z: torch.Tensor, values: torch.Tensor) -> to
 def test_global_difformer_s_gram_form_equals_brute_force(bias: bool, heads: int, batch: tuple, separate_values: bool,
                                                          row_block: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Row blocks of 4 (9 nodes: blocks 4, 4, 1) and one block."""
-    monkeypatch.setattr(difformer_s_module, "ROW_BLOCK", row_block)
+    monkeypatch.setattr(graph_module, "ROW_BLOCK", row_block)
     torch.manual_seed(heads + 10 * bias + 100 * len(batch) + 1000 * separate_values)
     s = diffusivity("difformer_s", in_channels=5, heads=heads, key_channels=4, qk_norm="global", bias=bias, dtype=F64)
     z = torch.randn(*batch, 9, 5, dtype=F64, requires_grad=True)
@@ -257,7 +255,7 @@ def test_global_difformer_s_gram_form_equals_brute_force(bias: bool, heads: int,
 def test_global_difformer_s_gram_form_float32_at_scale(monkeypatch: pytest.MonkeyPatch) -> None:
     """2,000 nodes in row blocks of 300, float32 sums over all of them: within 1e-5 of the
     float64 brute force."""
-    monkeypatch.setattr(difformer_s_module, "ROW_BLOCK", 300)
+    monkeypatch.setattr(graph_module, "ROW_BLOCK", 300)
     torch.manual_seed(0)
     s = diffusivity("difformer_s", in_channels=16, heads=2, key_channels=8, qk_norm="global", bias=True)
     z = torch.randn(2000, 16) + 3.0  # an offset mean: the bias and node-sum terms matter
@@ -332,7 +330,7 @@ def test_inplace_masked_dropout_overwrites_a_non_contiguous_input() -> None:
 def test_owned_layer_norm_is_layer_norm_in_place_without_autograd(block: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """No gradient recorded: nn.LayerNorm's values, written into the input (blocks of 3 rows of
     10, or one block); with autograd: nn.LayerNorm itself, gradients included, input untouched."""
-    monkeypatch.setattr(classifier_module, "_NORM_BLOCK", block)
+    monkeypatch.setattr(graph_module, "ROW_BLOCK", block)
     torch.manual_seed(0)
     reference = nn.LayerNorm(6, dtype=F64)
     nn.init.normal_(reference.weight)
