@@ -21,6 +21,8 @@ import warnings
 import torch
 from torch import nn
 
+from ..graph import csr_transpose_pattern, spmm
+
 __all__ = ["FeatureLinear", "SPARSE_DENSITY", "sparse_features"]
 
 # Store X as CSR when at most this share of its entries is non-zero: a CSR entry costs 12 bytes
@@ -49,9 +51,28 @@ def sparse_features(x: torch.Tensor, max_density: float = SPARSE_DENSITY) -> tor
 
 
 class FeatureLinear(nn.Linear):
-    """``nn.Linear`` (same parameters, same state dict) that also takes CSR features [N, F]: the
-    product then runs over the stored entries (``embedding_bag``: Y[i] = Σ_j X[i, j] W[:, j] + b),
-    and its backward pass gives W the gradient Xᵀ dL/dY over them. Dense input: ``nn.Linear``."""
+    """``nn.Linear`` (same parameters, same state dict) that also takes CSR features X [N, F]: the
+    product then runs over the stored entries, Y[i] = Σ_j X[i, j] W[:, j] + b (a row gather,
+    :func:`~diffusion_pde.graph.spmm`), and its backward pass gives W the gradient Xᵀ dL/dY as
+    a product with Xᵀ over the same entries. Xᵀ's pattern is prepared once per feature pattern
+    and kept (dropout on the stored values changes the values, not the pattern). Dense input:
+    ``nn.Linear``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._transpose_of: tuple[torch.Tensor, torch.Tensor] | None = None  # (crow, col) of the pattern
+        self._transpose: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def _transposed(self, x: torch.Tensor) -> torch.Tensor:
+        """Xᵀ as a CSR tensor [F, N], its pattern reused while X's pattern stays the same."""
+        crow, col = x.crow_indices(), x.col_indices()
+        known = self._transpose_of
+        if known is None or known[0].device != crow.device or not (torch.equal(known[0], crow) and torch.equal(known[1], col)):
+            self._transpose_of, self._transpose = (crow, col), csr_transpose_pattern(x)
+        crow_t, col_t, order = self._transpose
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+            return torch.sparse_csr_tensor(crow_t, col_t, x.values().index_select(0, order), (x.shape[1], x.shape[0]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.layout != torch.sparse_csr:
@@ -60,6 +81,9 @@ class FeatureLinear(nn.Linear):
             raise ValueError(f"CSR features must be [N, {self.in_features}], got {list(x.shape)}")
         if x.requires_grad:
             raise ValueError("CSR features that require grad are not supported: pass them dense (x.to_dense())")
-        out = nn.functional.embedding_bag(x.col_indices(), self.weight.t(), x.crow_indices(), mode="sum",
-                                          per_sample_weights=x.values(), include_last_offset=True)
-        return out if self.bias is None else out + self.bias
+        if x.values().dtype != self.weight.dtype:
+            raise ValueError(f"CSR features have dtype {x.values().dtype} but the layer has {self.weight.dtype}: "
+                             f"convert them (x.to({self.weight.dtype}))")
+        transpose = self._transposed(x) if self.weight.requires_grad and torch.is_grad_enabled() else None
+        out = spmm(x, self.weight.t(), transpose)
+        return out if self.bias is None else out.add_(self.bias)

@@ -348,6 +348,15 @@ def _optimiser_step(model: NodeClassifier, optimizer: torch.optim.Optimizer, wat
     return loss_value
 
 
+def adam(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Adam:
+    """Adam with ``config``'s learning rate and (L2) weight decay, torch's fused kernel where all
+    parameters allow it (floating point, on CPU or CUDA): the same update as the per-tensor loop
+    (to round-off), one kernel for all parameters instead of about ten per parameter."""
+    params = list(model.parameters())
+    fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
+
+
 def train_run(
     model: NodeClassifier,
     data: Data,
@@ -382,7 +391,7 @@ def train_run(
     dist_ = distribution or Distribution()
     split = split.to(device)
     dist_.check_batches(config.batch_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = adam(model, config)
     expected = fingerprint(model.config, config, split, seed, data, dist_.world_size)
     rebuild = {"architecture": architecture(model, data), "dataset": dataset_source(data)}
     history: list[dict[str, float]] = []

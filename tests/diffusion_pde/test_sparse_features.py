@@ -157,3 +157,16 @@ def test_training_runs_on_csr_features_and_learns():
     result = train_run(model, data, split, config, seed=0, progress=False)
     assert set(seen) == {torch.sparse_csr}
     assert result.history[-1]["train_acc"] > result.history[0]["train_acc"]
+
+
+def test_feature_linear_gradient_follows_a_changed_pattern():
+    """The transposed pattern kept for the backward pass is rebuilt when the pattern changes (and
+    reused for new values on the same pattern, as dropout makes them)."""
+    lin = FeatureLinear(30, 4, dtype=torch.float64)
+    for seed, density in ((0, 0.1), (1, 0.3), (0, 0.1)):
+        x = bag_of_words(12, 30, density, seed)
+        for values_scale in (1.0, 2.0):
+            dense = x * values_scale
+            expected = torch.autograd.grad(lin(dense).square().sum(), lin.weight)[0]
+            got = torch.autograd.grad(lin(dense.to_sparse_csr()).square().sum(), lin.weight)[0]
+            assert torch.allclose(got, expected, atol=1e-12, rtol=0)
