@@ -341,6 +341,8 @@ class _AddCSRProduct(torch.autograd.Function):
         ctx.transpose, ctx.alpha = transpose, alpha
         ctx.mark_dirty(out)
         values = values.detach()
+        if matrix.shape[0] <= ROW_BLOCK:  # one block: the matrix itself
+            return out.add_(_gather_rows(matrix, values), alpha=alpha)
         for rows in row_blocks(matrix.shape[0]):
             out[rows].add_(_gather_rows(csr_rows(matrix, rows), values), alpha=alpha)
         return out

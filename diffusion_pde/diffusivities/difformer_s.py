@@ -68,6 +68,17 @@ def _rank_update(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.T
     return out.addmm_(a, b) if out.dim() == 2 else out.baddbmm_(a, b.expand(*a.shape[:-2], *b.shape[-2:]))
 
 
+def _square_sum(projected_gram: torch.Tensor, w: torch.Tensor, projected_sum: torch.Tensor, b: torch.Tensor | None,
+                n: int) -> torch.Tensor:
+    """Σ_j ‖W z_j + b‖² over N = ``n`` nodes from W G_zz (``projected_gram``), W s_z
+    (``projected_sum``) and b: ⟨W G_zz, W⟩ + b·(2 W s_z + N b), clamped at 0 (round-off), as
+    [..., 1, 1, 1]."""
+    total = (projected_gram * w).sum(dim=(-2, -1))
+    if b is not None:
+        total = total + (b * (2 * projected_sum + n * b)).sum(dim=-1)
+    return total.clamp_min(0).reshape(*total.shape, 1, 1, 1)
+
+
 class _Gram(torch.autograd.Function):
     """zᵀz [..., d, d] of z [..., N, d]; backward z (G + Gᵀ) for the incoming G: one [N, d] × [d, d]
     product, where autograd would form zG and zGᵀ separately and add them."""
@@ -86,8 +97,8 @@ class _Gram(torch.autograd.Function):
 class _GlobalAttentionRows(torch.autograd.Function):
     r"""The rows of DIFFormer-s with global norms from the folded sums (:meth:`DIFFormerSimple._apply_global`):
 
-        P = z M + c,  M = [numerator | denominator] [..., d, H(d_v + 1)],
-        den_ih = P_i,den,h,  w_ih = 1/den_ih (1/N for a row at the floor, whose query term is dropped),
+        P = z M + c,  M = [numerator | denominator] [..., d, H(d_v + 1)] (c: the offset, or 0),
+        den_ih = P_i,den,h + N,  w_ih = 1/den_ih (1/N for a row at the floor, whose query term is dropped),
         out_i = (1/H) Σ_h w_ih (s_v + P_i,num,h).
 
     Both passes run over blocks of ``graph.ROW_BLOCK`` rows, so P and every other row-wise temporary
@@ -100,16 +111,17 @@ class _GlobalAttentionRows(torch.autograd.Function):
     error."""
 
     @staticmethod
-    def forward(ctx, z, numerator, denominator, offset, value_sum, num_nodes, floor):
-        heads = denominator.shape[-1]
-        width = numerator.shape[-1] // heads
-        matrix, offset_row = torch.cat([numerator, denominator], dim=-1), offset.unsqueeze(-2)
+    def forward(ctx, z, matrix, offset, value_sum, heads, num_nodes, floor):
+        width = matrix.shape[-1] // heads - 1
+        split = heads * width
         out = z.new_empty(*z.shape[:-1], width)
         weight = z.new_empty(*z.shape[:-1], heads)
         live = torch.empty(weight.shape, dtype=torch.bool, device=z.device)
         for rows in row_blocks(z.shape[-2]):
-            p = torch.matmul(z[..., rows, :], matrix).add_(offset_row)
-            den = p[..., heads * width:]
+            p = torch.matmul(z[..., rows, :], matrix)
+            if offset is not None:
+                p.add_(offset.unsqueeze(-2))
+            den = p[..., split:].add_(num_nodes)
             torch.gt(den, floor, out=live[..., rows, :])
             w = torch.where(live[..., rows, :], den, num_nodes).reciprocal_()
             weight[..., rows, :] = w
@@ -118,23 +130,29 @@ class _GlobalAttentionRows(torch.autograd.Function):
             for h in range(1, heads):
                 block.addcmul_(p[..., h * width:(h + 1) * width], query_weight[..., h:h + 1])
             block.addcmul_(w.mean(dim=-1, keepdim=True), value_sum.unsqueeze(-2))
-        ctx.save_for_backward(z, numerator, denominator, offset, value_sum, weight, live)
+        ctx.heads = heads
+        ctx.save_for_backward(z, matrix, offset, value_sum, weight, live)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        z, numerator, denominator, offset, value_sum, weight, live = ctx.saved_tensors
-        heads = denominator.shape[-1]
-        width = numerator.shape[-1] // heads
+        z, matrix, offset, value_sum, weight, live = ctx.saved_tensors
+        heads = ctx.heads
+        width = matrix.shape[-1] // heads - 1
+        split = heads * width
+        numerator, denominator = matrix[..., :split], matrix[..., split:]
         d = z.shape[-1]
         query_weight = weight * live / heads                                 # ∂out_i/∂P_i,num,h, [..., N, H]
         numerator_t = numerator.unflatten(-1, (heads, width)).transpose(-3, -1).flatten(-2)  # [..., d_v, H d]
-        shifted = (value_sum.unsqueeze(-2) + offset[..., :heads * width].unflatten(-1, (heads, width))
-                   ).transpose(-1, -2)                                       # [..., d_v, H]: s_v + c_num,h
+        shifted = value_sum.unsqueeze(-2).expand(*value_sum.shape[:-1], heads, width)
+        if offset is not None:
+            shifted = shifted + offset[..., :split].unflatten(-1, (heads, width))
+        shifted = shifted.transpose(-1, -2)                                  # [..., d_v, H]: s_v + c_num,h
         grad_z = z.new_empty(z.shape) if ctx.needs_input_grad[0] else None
         grad_den = weight.new_empty(weight.shape)
-        grad_numerator = z.new_zeros(numerator.shape)
+        grad_matrix = z.new_zeros(matrix.shape)
+        grad_numerator = grad_matrix[..., :split]
         for rows in row_blocks(z.shape[-2]):
             g, zb, qw = grad[..., rows, :], z[..., rows, :], query_weight[..., rows, :]
             u = torch.matmul(g, numerator_t).unflatten(-1, (heads, d))       # U_h = g numerator_hᵀ
@@ -147,10 +165,12 @@ class _GlobalAttentionRows(torch.autograd.Function):
                 _rank_update(block, gd, denominator.transpose(-1, -2))
             weighted = (g.unsqueeze(-2) * qw.unsqueeze(-1)).flatten(-2)      # [..., rows, H d_v]
             grad_numerator.add_(zb.transpose(-1, -2) @ weighted)
-        grad_denominator = z.transpose(-1, -2) @ grad_den
-        grad_offset = torch.cat([(query_weight.transpose(-1, -2) @ grad).flatten(-2), grad_den.sum(dim=-2)], dim=-1)
+        grad_matrix[..., split:] = z.transpose(-1, -2) @ grad_den
+        grad_offset = None
+        if offset is not None:
+            grad_offset = torch.cat([(query_weight.transpose(-1, -2) @ grad).flatten(-2), grad_den.sum(dim=-2)], dim=-1)
         grad_value_sum = (weight.mean(dim=-1, keepdim=True).transpose(-1, -2) @ grad).squeeze(-2)
-        return grad_z, grad_numerator, grad_denominator, grad_offset, grad_value_sum, None, None
+        return grad_z, grad_matrix, grad_offset, grad_value_sum, None, None, None
 
 
 @dataclass(frozen=True)
@@ -289,45 +309,44 @@ class DIFFormerSimple(QueryKeyDiffusivity):
 
     def _linear_parts(self, lin: torch.nn.Linear, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
         """W [H d_k, d] and b [H d_k] (or None) of ``self.query``/``self.key`` in ``dtype``."""
+        if lin.weight.dtype == dtype:
+            return lin.weight, lin.bias
         return lin.weight.to(dtype), None if lin.bias is None else lin.bias.to(dtype)
 
     def _gram_sums(self, z: torch.Tensor, values: torch.Tensor) -> AttentionSums:
         r"""The sums of :meth:`_node_sums` for global norms, without forming q or k: with
         k_j = W_k z_j + b_k and the node sums G = Σ_j z_j v_jᵀ, s_z = Σ_j z_j, s_v = Σ_j v_j,
         Σ_j k_j v_jᵀ = W_k G + b_k s_vᵀ, Σ_j k_j = W_k s_z + N b_k, and
-        Σ_j ‖k_j‖² = ⟨W_k G_zz, W_k⟩ + 2 b_k·W_k s_z + N ‖b_k‖² with G_zz = Σ_j z_j z_jᵀ (= G when
-        the values are z); likewise Σ_j ‖q_j‖². One [d, d] product over the N nodes (two with
-        separate values) replaces the three of projecting q and k and forming Σ_j k_j v_jᵀ."""
+        Σ_j ‖k_j‖² = ⟨W_k G_zz, W_k⟩ + b_k·(2 W_k s_z + N b_k) with G_zz = Σ_j z_j z_jᵀ (= G when
+        the values are z, and then W_k G_zz serves both); likewise Σ_j ‖q_j‖². One [d, d] product
+        over the N nodes (two with separate values) replaces the three of projecting q and k and
+        forming Σ_j k_j v_jᵀ."""
         dtype = values.dtype
+        same = values is z
         zw, vw = widen(z), widen(values)
         n = z.shape[-2]
         gram_zz = _Gram.apply(zw)                                            # [..., d, d]
-        gram = gram_zz if values is z else zw.transpose(-1, -2) @ vw         # [..., d, d_v]
-        z_sum, value_sum = zw.sum(dim=-2), vw.sum(dim=-2, keepdim=True)      # [..., d], [..., 1, d_v]
-
-        def square_sum(w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:  # Σ_j ‖W z_j + b‖², [..., 1, 1, 1]
-            total = ((w @ gram_zz) * w).sum(dim=(-2, -1))
-            if b is not None:
-                total = total + 2 * (z_sum @ w.T) @ b + n * b.dot(b)
-            return total.clamp_min(0).reshape(*total.shape, 1, 1, 1)
-
+        z_sum = zw.sum(dim=-2)                                               # [..., d]
+        value_sum = z_sum.unsqueeze(-2) if same else vw.sum(dim=-2, keepdim=True)  # [..., 1, d_v]
         w_k, b_k = self._linear_parts(self.key, zw.dtype)
         w_q, b_q = self._linear_parts(self.query, zw.dtype)
-        kv = w_k @ gram                                                      # [..., H d_k, d_v]
+        key_gram = w_k @ gram_zz                                             # [..., H d_k, d]
+        kv = key_gram if same else w_k @ (zw.transpose(-1, -2) @ vw)         # [..., H d_k, d_v]
         key_sum = z_sum @ w_k.T                                              # [..., H d_k]
+        key_sq = _square_sum(key_gram, w_k, key_sum, b_k, n)
+        query_sq = _square_sum(w_q @ gram_zz, w_q, z_sum @ w_q.T, b_q, n)
         if b_k is not None:
-            kv = kv + b_k[:, None] * value_sum
-            key_sum = key_sum + n * b_k
+            kv = torch.addcmul(kv, b_k[:, None], value_sum)
+            key_sum = torch.add(key_sum, b_k, alpha=n)
         return AttentionSums(kv=kv, key_sum=key_sum.reshape(*key_sum.shape[:-1], 1, self.heads, self.key_channels),
-                             value_sum=value_sum, num_nodes=n, key_sq=square_sum(w_k, b_k),
-                             query_sq=square_sum(w_q, b_q), dtype=dtype)
+                             value_sum=value_sum, num_nodes=n, key_sq=key_sq, query_sq=query_sq, dtype=dtype)
 
     def _apply_global(self, z: torch.Tensor, sums: AttentionSums) -> torch.Tensor:
         r"""(S V)_i for global norms, with the queries folded into the sums: q_i = W_q z_i + b_q
-        enters only through q_iᵀ(K̂ᵀV) and q_iᵀ Σ_j k̂_j, so with r = 1/(‖Q‖_F ‖K‖_F) per head h
+        enters only through q_iᵀ(K̂ᵀV) and q_iᵀ Σ_j k̂_j, so with r = 1/(‖Q‖_F ‖K‖_F) and the
+        per-head [d_k, d_v + 1] matrix F_h = r [Σ_j k_jh v_jᵀ | Σ_j k_jh]
 
-            numerator_ih = z_iᵀ (r W_q,hᵀ Σ_j k_jh v_jᵀ) + r b_q,hᵀ Σ_j k_jh v_jᵀ,
-            den_ih = N + z_iᵀ (r W_q,hᵀ Σ_j k_jh) + r b_q,h·Σ_j k_jh,
+            [numerator_ih | den_ih − N] = z_iᵀ (W_q,hᵀ F_h) + b_q,hᵀ F_h,
 
         one [N, d] × [d, H (d_v + 1)] product (:class:`_GlobalAttentionRows`)."""
         if sums.key_sq is None:
@@ -335,23 +354,23 @@ class DIFFormerSimple(QueryKeyDiffusivity):
         zw = widen(z)
         heads, dk = self.heads, self.key_channels
         w_q, b_q = self._linear_parts(self.query, zw.dtype)
-        scale = _inverse_sqrt(sums.query_sq) * _inverse_sqrt(sums.key_sq)    # [..., 1, 1, 1]
-        kv = sums.kv.unflatten(-2, (heads, dk)) * scale                      # [..., H, d_k, d_v]
-        key_sum = sums.key_sum.squeeze(-3) * scale.squeeze(-1)               # [..., H, d_k]
-        w_q = w_q.view(heads, dk, -1)                                        # [H, d_k, d]
-        numerator = torch.einsum("hkd,...hke->...dhe", w_q, kv).flatten(-2)  # [..., d, H d_v]
-        denominator = torch.einsum("hkd,...hk->...dh", w_q, key_sum)        # [..., d, H]
-        n = sums.num_nodes
-        if b_q is None:
-            offset = torch.cat([torch.zeros(numerator.shape[-1], dtype=zw.dtype, device=zw.device),
-                                torch.full((heads,), float(n), dtype=zw.dtype, device=zw.device)])
-            offset = offset.expand(*numerator.shape[:-2], -1)
+        # 1/(‖Q‖ ‖K‖), [..., 1, 1, 1]; the product in float64, where it cannot overflow
+        scale = _inverse_sqrt(sums.query_sq.double() * sums.key_sq.double()).to(zw.dtype)
+        folded = torch.cat([sums.kv.unflatten(-2, (heads, dk)), sums.key_sum.squeeze(-3).unsqueeze(-1)],
+                           dim=-1) * scale                                   # [..., H, d_k, d_v + 1]
+        per_head = w_q.view(heads, dk, -1).transpose(-1, -2) @ folded        # [..., H, d, d_v + 1]
+        offset = None if b_q is None else (b_q.view(heads, 1, dk) @ folded).squeeze(-2)  # [..., H, d_v + 1]
+        if heads == 1:  # already [numerator | denominator]
+            matrix, offset = per_head.squeeze(-3), None if offset is None else offset.squeeze(-2)
         else:
-            b_q = b_q.view(heads, dk)
-            offset = torch.cat([torch.einsum("hk,...hke->...he", b_q, kv).flatten(-2),
-                                torch.einsum("hk,...hk->...h", b_q, key_sum) + n], dim=-1)
-        out = _GlobalAttentionRows.apply(zw, numerator, denominator, offset, sums.value_sum.squeeze(-2),
-                                         n, self._floor(n, sums.dtype))
+            width = folded.shape[-1] - 1
+            matrix = torch.cat([per_head[..., :width].movedim(-3, -2).flatten(-2),
+                                per_head[..., width].transpose(-1, -2)], dim=-1)  # [..., d, H d_v + H]
+            if offset is not None:
+                offset = torch.cat([offset[..., :width].flatten(-2), offset[..., width]], dim=-1)
+        n = sums.num_nodes
+        out = _GlobalAttentionRows.apply(zw, matrix, offset, sums.value_sum.squeeze(-2), heads, n,
+                                         self._floor(n, sums.dtype))
         return out.to(sums.dtype)
 
     def _apply_sums(self, q: torch.Tensor, sums: AttentionSums) -> torch.Tensor:

@@ -106,8 +106,15 @@ def _describe(quantity: str, name: str | None) -> str:
     return {"loss": "the training loss", "val_loss": "the validation loss"}[quantity]
 
 
+def _finite(tensor: torch.Tensor) -> bool:
+    """Whether every (stored) entry of a dense or sparse tensor is finite."""
+    if tensor.layout != torch.strided:
+        tensor = tensor.values()
+    return bool(torch.isfinite(tensor).all())
+
+
 def _first_nonfinite(named: Iterable[tuple[str, torch.Tensor | None]]) -> str | None:
-    return next((name for name, value in named if value is not None and not bool(torch.isfinite(value).all())), None)
+    return next((name for name, value in named if value is not None and not _finite(value)), None)
 
 
 def _locate_nonfinite(model: NodeClassifier, x: torch.Tensor, graph: Data | None, training: bool,
@@ -122,7 +129,7 @@ def _locate_nonfinite(model: NodeClassifier, x: torch.Tensor, graph: Data | None
 
     def watch(module_name: str) -> Callable[..., None]:
         def hook(module: torch.nn.Module, inputs: Any, output: Any) -> None:
-            if not found and isinstance(output, torch.Tensor) and not bool(torch.isfinite(output).all()):
+            if not found and isinstance(output, torch.Tensor) and not _finite(output):
                 found.append(module_name)
         return hook
 
@@ -197,7 +204,9 @@ def first_epoch_reaching(history: list[dict[str, float]], fraction: float = 0.7)
 def evaluate(model: NodeClassifier, data: Data, split: Split, metric: str = "accuracy",
              chunk_size: int | None = None, *, features: torch.Tensor | None = None) -> dict[str, float]:
     """Accuracies on the three node sets (and their ROC-AUC for ``metric="roc_auc"``) and the
-    validation loss, in eval mode (no dropout), on the full graph, under ``torch.inference_mode``.
+    validation loss, in eval mode (no dropout), on the full graph, without gradients
+    (``torch.no_grad``, not ``inference_mode``: tensors a model caches during evaluation, e.g. a
+    graph operator normalised for a bound graph, must stay usable by a later training step).
     With ``chunk_size`` a model that streams (:func:`~diffusion_pde.models.chunked.check_chunkable`)
     is evaluated in node chunks of that size (the same logits, memory bounded by the chunk); others
     at once, on ``features`` (default ``data.x``; e.g. its CSR form from
@@ -208,7 +217,7 @@ def evaluate(model: NodeClassifier, data: Data, split: Split, metric: str = "acc
         was_training = model.training
         model.eval()
         try:
-            with torch.inference_mode():
+            with torch.no_grad():
                 logits = model(data.x if features is None else features)
         finally:
             model.train(was_training)
