@@ -350,7 +350,7 @@ def _optimiser_step(model: NodeClassifier, optimizer: torch.optim.Optimizer, wat
         raise watch.located(epoch, True, rng, "loss", f" (the training loss is {loss_value})")
     loss.backward()
     grads = [(name, p.grad) for name, p in model.named_parameters() if p.grad is not None]
-    largest = torch.stack([torch.linalg.vector_norm(g, math.inf) for _, g in grads]).max()  # NaN if any is
+    largest = torch.nn.utils.get_total_norm([g for _, g in grads], math.inf)  # the largest |entry|; NaN if any is
     if not math.isfinite(largest.item()):
         raise watch.error(epoch, "gradient", _first_nonfinite(grads), f" (the training loss, {loss_value:.6g}, is finite)")
     optimizer.step()
