@@ -78,9 +78,11 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     _setting(p, "--depth", "discrete: --layers Euler layers with own weights; continuous: one field integrated over "
                            "[0, --t1] with the solver flags below", choices=("discrete", "continuous"))
     p.add_argument("--preset", default=None, choices=PRESETS,
-                   help="paper: the DIFFormer authors' settings for Cora/CiteSeer plus ours (source term, input "
-                        "dropout); authors: their released code exactly (q/k biases, torch's encoder init, no "
-                        "additions); both replace the defaults below (explicit flags still win; default: no preset)")
+                   help="paper: our recommended DIFFormer settings for Cora/CiteSeer (the authors' settings, plus "
+                        "the source term except for Cora DIFFormer-s, which is their model exactly: tuned on split "
+                        "seeds 10-19, see docs/results.md); authors: their released code exactly (q/k biases, torch's "
+                        "encoder init, no additions); both replace the defaults below (explicit flags still win; "
+                        "default: no preset)")
     m = p.add_argument_group("model (defaults: the model's usual settings, see docs/training.md; --preset paper "
                              "replaces them)")
     _setting(m, "--layers", "number of layers L (SGC/APPNP: K steps)", dest="num_layers", type=int)
