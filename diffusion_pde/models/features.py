@@ -6,9 +6,9 @@ Citation graphs carry bag-of-words features that are almost all zero (Cora: 2,70
 (:class:`FeatureLinear`) and input dropout (:class:`~diffusion_pde.models.dropout.MaskedDropout`)
 accept it, so a model takes dense or CSR features and gives the same function of them:
 
-* the product X W + b runs over the stored entries only (``embedding_bag`` in sum mode: each
-  output row is the weighted sum of the weight rows its entries point at; its backward pass is
-  Xᵀ dL/dY, again over the stored entries);
+* the product X W + b runs over the stored entries only (a row gather: each output row is the
+  weighted sum of the weight rows its entries point at), and so does its backward pass, the
+  product Xᵀ dL/dY with Xᵀ's pattern prepared once per feature pattern;
 * dropout on the stored values is dense dropout: a dropped zero stays zero, so only the stored
   entries' Bernoulli draws change the result (the draws themselves differ from the dense path's,
   since fewer are made).
