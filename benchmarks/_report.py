@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 HEADER = "# Benchmarks\n\nEvery figure here was produced by the command shown with it; machines are noisy, so\ncompare ratios taken in one run rather than absolute times across runs.\n"
@@ -22,6 +25,23 @@ def write_section(key: str, markdown: str, path: Path = BENCHMARKS_MD) -> None:
     pattern = re.compile(rf"<!-- {re.escape(key)}:start -->.*?<!-- {re.escape(key)}:end -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text.rstrip()}\n\n{block}\n"
     path.write_text(text)
+
+
+@contextmanager
+def baseline_tree(commit: str, root: Path) -> Iterator[tuple[Path, str]]:
+    """(folder, short hash) of a temporary ``git worktree`` of ``commit`` of the repository at
+    ``root``, removed afterwards: a benchmark measures the old code in the same run by running its
+    child in that folder (:func:`run_in_child` with ``cwd``)."""
+    tree = Path(tempfile.mkdtemp(prefix="baseline-")) / "tree"
+    subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(tree), commit], check=True,
+                   capture_output=True)
+    try:
+        short = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], check=True,
+                               capture_output=True, text=True).stdout.strip()
+        yield tree, short
+    finally:
+        subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(tree)], check=False)
+        shutil.rmtree(tree.parent, ignore_errors=True)
 
 
 def run_in_child(module: str, call: str, env: dict[str, str] | None = None, cwd: Path | str | None = None) -> Any:

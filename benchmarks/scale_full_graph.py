@@ -28,17 +28,16 @@ import argparse
 import gc
 import os
 import resource
-import shutil
-import subprocess
 import sys
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _report import median_seconds, run_in_child, write_section  # noqa: E402
+from _report import baseline_tree, median_seconds, run_in_child, write_section  # noqa: E402
 FEATURES, CLASSES, PAIRS_PER_NODE = 64, 7, 5
 
 
@@ -177,18 +176,13 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; do not update docs/benchmarks.md")
     args = parser.parse_args()
 
-    variants: list[tuple[str, Path | None]] = [("new", None)]
-    worktree = None
-    if args.baseline_commit:
-        worktree = Path(tempfile.mkdtemp(prefix="scale-baseline-")) / "tree"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.baseline_commit],
-                       check=True, capture_output=True)
-        commit = subprocess.run(["git", "-C", str(worktree), "rev-parse", "--short", "HEAD"], check=True,
-                                capture_output=True, text=True).stdout.strip()
-        variants.insert(0, (f"baseline {commit}", worktree))
-    results: dict[str, list[dict]] = {name: [] for name, _ in variants}
-    graphs = Path(tempfile.mkdtemp(prefix="scale-graphs-"))
-    try:
+    with ExitStack() as stack:
+        variants: list[tuple[str, Path | None]] = [("new", None)]
+        if args.baseline_commit:
+            tree, commit = stack.enter_context(baseline_tree(args.baseline_commit, ROOT))
+            variants.insert(0, (f"baseline {commit}", tree))
+        results: dict[str, list[dict]] = {name: [] for name, _ in variants}
+        graphs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="scale-graphs-")))
         for n in args.sizes:
             graph_path = graphs / f"graph_{n}.pt"
             run_in_child("scale_full_graph", f"save_graph({n}, {str(graph_path)!r})", cwd=ROOT)
@@ -200,11 +194,6 @@ def main() -> None:
                       f"(after data {r['peaks']['data']:.2f}, build {r['peaks']['build']:.2f}, "
                       f"forward {r['peaks']['forward']:.2f}), {r['threads']} thread(s)", flush=True)
             graph_path.unlink()
-    finally:
-        shutil.rmtree(graphs, ignore_errors=True)
-        if worktree is not None:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False)
-            shutil.rmtree(worktree.parent, ignore_errors=True)
 
     threads = results["new"][0]["threads"]
     lines = [

@@ -261,13 +261,23 @@ def csr_matrix(g: Graph, values: torch.Tensor) -> torch.Tensor:
     return _csr(_crow(rows, n, index_dtype), cols.to(index_dtype), entries, (n, n))
 
 
+def csr_transpose_pattern(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(crow, col, order) of Sᵀ for a sorted CSR ``matrix`` S [m, n]: Sᵀ's row pointers [n + 1] and
+    column indices, and the permutation of S's stored entries into Sᵀ's order, so that
+    ``S.values()[order]`` are Sᵀ's values (for any values on the same pattern)."""
+    crow, col = matrix.crow_indices(), matrix.col_indices()
+    rows = torch.repeat_interleave(torch.arange(matrix.shape[0], dtype=crow.dtype, device=crow.device),
+                                   crow.diff().long())
+    new_rows, order = torch.sort(col, stable=True)  # stable: rows stay ascending within each column
+    return _crow(new_rows, matrix.shape[1], crow.dtype), rows.index_select(0, order), order
+
+
 def csr_transpose(matrix: torch.Tensor) -> torch.Tensor:
     """Sᵀ as a sorted CSR matrix; S itself when S is symmetric (no second copy of the pattern).
     ``matrix`` must be sorted and coalesced (as built here)."""
     crow, col, values = matrix.crow_indices(), matrix.col_indices(), matrix.values()
-    rows = torch.repeat_interleave(torch.arange(matrix.shape[0], dtype=crow.dtype, device=crow.device),
-                                   crow.diff().long())
-    crow_t, col_t, values_t = _transposed(rows, col, values, tuple(matrix.shape), crow.dtype)
+    crow_t, col_t, order = csr_transpose_pattern(matrix)
+    values_t = _gather(values, order)
     if matrix.shape[0] == matrix.shape[1] and torch.equal(crow_t, crow) and torch.equal(col_t, col) \
             and torch.equal(values_t, values):
         return matrix
@@ -331,6 +341,8 @@ class _AddCSRProduct(torch.autograd.Function):
         ctx.transpose, ctx.alpha = transpose, alpha
         ctx.mark_dirty(out)
         values = values.detach()
+        if matrix.shape[0] <= ROW_BLOCK:  # one block: the matrix itself
+            return out.add_(_gather_rows(matrix, values), alpha=alpha)
         for rows in row_blocks(matrix.shape[0]):
             out[rows].add_(_gather_rows(csr_rows(matrix, rows), values), alpha=alpha)
         return out

@@ -8,6 +8,7 @@ from ._adaptive import ADAPTIVE_METHODS
 from ._solution import IntegrationError, Solution, SolverStats
 from ._solve import available_methods, check_options, solve
 from ._tableau import ButcherTableau, fixed_step_methods, get_tableau, register_tableau
+from ._validate import count_nonfinite
 
 __all__ = [
     "ADAPTIVE_METHODS",
@@ -17,6 +18,7 @@ __all__ = [
     "SolverStats",
     "available_methods",
     "check_options",
+    "count_nonfinite",
     "fixed_step_methods",
     "get_tableau",
     "register_tableau",

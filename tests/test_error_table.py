@@ -43,6 +43,7 @@ from diffusion_pde.training import (
     TrainConfig,
     load_checkpoint,
     load_model,
+    make_split,
     parse_solver,
     resolve,
     run_experiment,
@@ -340,6 +341,15 @@ API_CASES = [
     api("experiment-sizes-fixed", "split sizes for a stored split",
         "run_experiment('cora', ModelConfig(model='gcn'), TrainConfig(), split='public', num_val=100)", ValueError,
         r"^num_val only applies to random splits; the public split is stored with the data"),
+    api("experiment-sizes-grand", "a validation size for GRAND's split",
+        "run_experiment('cora', ModelConfig(model='gcn'), TrainConfig(), split='grand', num_val=100)", ValueError,
+        r"^num_val only applies to random splits; the grand split does not take it: drop it or use split='random'"),
+    api("experiment-grand-small", "GRAND's 1500 development nodes on a graph of 4 nodes",
+        "run_experiment(graph, ModelConfig(model='gcn'), TrainConfig(), split='grand')", ValueError,
+        r"^num_development = 1500 development nodes leave no test node: the graph .* has 4 nodes; use num_development"),
+    api("make-split-grand-disconnected", "GRAND's split of a graph that is not connected",
+        "make_split(load_dataset('cora'), 'grand', 0)", ValueError,
+        r"grand split is drawn on a connected graph.*restrict it first with diffusion_pde\.data\.largest_component\(data\)"),
     api("experiment-splits-objects", "a split count with Split objects",
         "run_experiment(graph, ModelConfig(model='gcn'), TrainConfig(), split=Split('mine', 0, torch.tensor([0, 1]), "
         "torch.tensor([2]), torch.tensor([3])), splits=2)", ValueError, r"with Split objects pass every split"),
@@ -438,7 +448,7 @@ CLI_CASES = [
     cli("train-user-empty-val", "a user graph whose validation mask is empty", "train --dataset graph", r"the fixed split 0: val is empty",
         setup=user_graph(val_mask_csv="0\n0\n0\n0\n0\n0\n")),
     cli("train-user-split-kind", "the public split of a user graph", "train --dataset graph --split public",
-        r"split 'public' is not available: dataset 'graph' offers the splits fixed, random \(set by --split\)", setup=user_graph()),
+        r"split 'public' is not available: dataset 'graph' offers the splits fixed, random, grand \(set by --split\)", setup=user_graph()),
     cli("train-user-per-class", "more training nodes per class than a user graph's classes hold", "train --dataset graph --train-per-class 5",
         r"class 0 has only 3 nodes, too few for 5 training nodes per class.*--train-per-class", setup=user_graph(**NO_MASKS)),
     cli("train-user-root", "--root with a user graph", "train --dataset graph.pt --root emptyroot",
@@ -447,6 +457,16 @@ CLI_CASES = [
         setup=both(saved_graph, lambda folder: truncate(folder / "graph.pt"))),
     cli("train-sizes-fixed", "a split size with a stored split", "train --split public --val-size 100",
         r"num_val only applies to random splits; the public split is stored .*\(set by --split, --val-size\)"),
+    cli("train-development-size-random", "a development size with a random split", "train --development-size 1000",
+        r"num_development only applies to grand splits; the random split does not take it: drop it or use split='grand' "
+        r"\(set by --split, --development-size\)"),
+    cli("train-grand-development-size", "more development nodes than Cora's largest connected component has",
+        "train --split grand --development-size 3000",
+        r"num_development = 3000 development nodes leave no test node: the graph \(its largest connected component\) has "
+        r"2485 nodes; use num_development \(--development-size\) 2484 or less"),
+    cli("train-grand-per-class-fraction", "a training share per class with GRAND's split",
+        "train --split grand --train-per-class 0.5",
+        r"per_class \(training nodes per class\) of the grand split must be a count.*\(set by --train-per-class\)"),
     cli("train-val-size", "a validation share above 1", "train --val-size 1.5",
         r"num_val must be a count \(int >= 1\) or a fraction in \(0, 1\), got 1\.5 \(set by --val-size\)"),
     cli("train-val-size-text", "a validation size that is no number", "train --val-size half",
@@ -623,7 +643,7 @@ def namespace() -> dict[str, Any]:
         "parse_solver": parse_solver, "run_experiment": run_experiment, "load_dataset": load_dataset,
         "random_split": random_split, "load_cora": load_cora, "load_checkpoint": load_checkpoint, "Split": Split,
         "load_graph": load_graph, "load_model": load_model, "predict_chunked": predict_chunked,
-        "Distribution": Distribution,
+        "Distribution": Distribution, "make_split": make_split,
     }
 
 

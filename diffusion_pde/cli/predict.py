@@ -3,7 +3,9 @@
 The model is rebuilt from the run's ``best.pt`` (its settings, weights and the identity of the
 dataset it was trained on); its graph operators are built from the graph predicted on: the run's
 own dataset, or ``--dataset`` (a built-in name or your own graph, with as many features per node as
-the training graph; labels are not needed). The CSV has one row per node: ``node``, ``predicted``
+the training graph; labels are not needed). A run trained on a largest connected component
+(``--split grand``) predicts on that component of its own dataset; ``--dataset`` is taken whole.
+The CSV has one row per node: ``node`` (its index in the dataset), ``predicted``
 (the most probable class), ``p_0`` .. ``p_{C-1}`` and, with ``--embeddings``, ``h_0`` .. ``h_{d-1}``,
 the last state before the decoder: the final hidden state for difformer_s, difformer_a and
 transformer, the encoder's output for mlp, and the class scores (logits) for gcn, gat and appnp

@@ -14,7 +14,7 @@ from torch_geometric.data import Data
 
 import solvers
 
-from ..data import DATASETS, SPLIT_KINDS, SYNTHETIC_DEFAULTS, available_datasets, open_dataset
+from ..data import DATASETS, SPLIT_KINDS, SYNTHETIC_DEFAULTS, available_datasets, dataset_source, open_dataset
 from ..models import MODELS, ModelConfig
 from ..models.config import DISCRETE_SETTINGS, QK_NORMS, model_uses
 from ..training import MODEL_DEFAULTS, PRESETS, TrainConfig, prepare_experiment, resolve
@@ -78,9 +78,11 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     _setting(p, "--depth", "discrete: --layers Euler layers with own weights; continuous: one field integrated over "
                            "[0, --t1] with the solver flags below", choices=("discrete", "continuous"))
     p.add_argument("--preset", default=None, choices=PRESETS,
-                   help="paper: the DIFFormer authors' settings for Cora/CiteSeer plus ours (source term, input "
-                        "dropout); authors: their released code exactly (q/k biases, torch's encoder init, no "
-                        "additions); both replace the defaults below (explicit flags still win; default: no preset)")
+                   help="paper: our recommended DIFFormer settings for Cora/CiteSeer (the authors' settings, plus "
+                        "the source term except for Cora DIFFormer-s, which is their model exactly: tuned on split "
+                        "seeds 10-19, see docs/results.md); authors: their released code exactly (q/k biases, torch's "
+                        "encoder init, no additions); both replace the defaults below (explicit flags still win; "
+                        "default: no preset)")
     m = p.add_argument_group("model (defaults: the model's usual settings, see docs/training.md; --preset paper "
                              "replaces them)")
     _setting(m, "--layers", "number of layers L (SGC/APPNP: K steps)", dest="num_layers", type=int)
@@ -119,15 +121,23 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     s = p.add_argument_group("splits")
     s.add_argument("--split", default=None, choices=SPLIT_KINDS,
                    help="random (training nodes per class, then validation and test nodes), public (Planetoid), "
-                        "geom-gcn (10 fixed 60/20/20 splits) or fixed (the splits stored with the data: "
+                        "geom-gcn (10 fixed 60/20/20 splits), fixed (the splits stored with the data: "
                         "minesweeper/tolokers, OGB's official split, pokec's 5 LINKX 50/25/25 splits, or the masks of "
-                        "your own graph) (default: random on cora, citeseer, pubmed, synthetic; fixed on minesweeper, "
-                        "tolokers, ogbn-*, pokec and on your own graph when it has masks, else random; geom-gcn "
-                        "elsewhere)")
+                        "your own graph) or grand (GRAND's protocol, on cora, citeseer, pubmed and your own graph: the "
+                        "graph is cut to its largest connected component, which alone is trained and evaluated on; "
+                        "--development-size random nodes of it, of which --train-per-class per class train and the "
+                        "rest validate; all other nodes test) (default: random on cora, citeseer, pubmed, synthetic; "
+                        "fixed on minesweeper, tolokers, ogbn-*, pokec and on your own graph when it has masks, else "
+                        "random; geom-gcn elsewhere)")
     s.add_argument("--train-per-class", dest="per_class", type=count_or_fraction, default=None, metavar="N|FRACTION",
-                   help="random splits: training nodes per class, a count or a fraction of each class's nodes (default: "
-                        "20 on built-in datasets, as in the paper; 0.5 on synthetic, ogbn-arxiv, ogbn-products; on your "
-                        "own graph min(20, half the smallest class))")
+                   help="random and grand splits: training nodes per class, a count or (random splits) a fraction of "
+                        "each class's nodes (default: 20 on built-in datasets, as in the paper, and on grand splits; "
+                        "0.5 on synthetic, ogbn-arxiv, ogbn-products; on your own graph min(20, half the smallest "
+                        "class))")
+    s.add_argument("--development-size", dest="num_development", type=count_or_fraction, default=None,
+                   metavar="N|FRACTION",
+                   help="grand splits: development nodes (training and validation), a count or a fraction of the "
+                        "largest connected component's nodes (default: 1500, GRAND's)")
     s.add_argument("--val-size", dest="num_val", type=count_or_fraction, default=None, metavar="N|FRACTION",
                    help="random splits: validation nodes, a count or a fraction of the nodes left after the training "
                         "nodes (default: 500 on built-in datasets; 0.5 on synthetic, ogbn-arxiv, ogbn-products and on "
@@ -148,7 +158,7 @@ SETTING_FLAGS = ("depth", "num_layers", "hidden", "heads", "tau", "dropout", "in
                  "lr", "weight_decay", "patience", "checkpoint_every", "metric", "batch_size")
 SOLVER_FLAGS = {"method": "--method", "t1": "--t1", "n_steps": "--n-steps", "rtol": "--rtol", "atol": "--atol",
                 "adjoint": "--adjoint"}
-SIZE_FLAGS = ("per_class", "num_val", "num_test")
+SIZE_FLAGS = ("per_class", "num_val", "num_test", "num_development")
 
 
 def settings_from_args(args: argparse.Namespace, **changes: Any) -> tuple[ModelConfig, TrainConfig]:
@@ -263,7 +273,9 @@ def _train(args: argparse.Namespace) -> int:
     weighted = " (weighted)" if getattr(data, "edge_weight", None) is not None else ""
     batches = "full batch" if train_config.batch_size is None else f"mini-batches of <= {train_config.batch_size} nodes"
     processes = f" x {distribution.world_size} processes" if distribution.grouped else ""
-    log(f"{data.name} ({data.num_nodes} nodes, {data.edge_index.shape[1]} edges{weighted}, {data.x.shape[1]} features): "
+    component = ", its largest connected component" if dataset_source(data).get("largest_component") else ""
+    log(f"{data.name}{component} ({data.num_nodes} nodes, {data.edge_index.shape[1]} edges{weighted}, "
+        f"{data.x.shape[1]} features): "
         f"{args.model} ({model_config.describe()}), {train_config.epochs} epochs, lr {train_config.lr}, "
         f"weight decay {train_config.weight_decay}, {batches}; {args.splits} {experiment.split} split(s) from index "
         f"{args.first_split} ({first.train.numel()} training, {first.val.numel()} validation, {first.test.numel()} "

@@ -14,7 +14,8 @@ ever downloaded: a missing file is an error naming it.
 
 Every loaded graph carries ``source``, what identifies it for a checkpoint (:func:`dataset_source`):
 a built-in dataset's name and root (and, for ``synthetic``, the generator's settings), a user
-file's path, or nothing for a ``Data`` made in Python.
+file's path, or nothing for a ``Data`` made in Python; ``"largest_component": True`` when it was
+restricted to its largest connected component (:func:`~diffusion_pde.data.largest_component`).
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def _synthetic(root: Path | None, cache: Path, **options: Any) -> Data:
     return synthetic_graph(**{**SYNTHETIC_DEFAULTS, **options})
 
 
-PLANETOID_SPLITS = ("random", "public", "geom-gcn")
+PLANETOID_SPLITS = ("random", "public", "geom-gcn", "grand")
 GEOM_SPLITS = ("geom-gcn", "random")
 # Random splits of the large graphs: 50% of each class for training, then half of the rest each
 # for validation and test (50/25/25, the LINKX/DIFFormer proportions for large graphs).
@@ -251,7 +252,8 @@ def dataset_source(data: Data) -> dict[str, Any]:
     ``{"kind": "builtin", "name", "root"}`` (for ``synthetic`` also ``"options"``, the generator's
     settings: ``load_dataset(name, root=root, **options)`` gives the same graph),
     ``{"kind": "file", "path"}`` or, for a ``Data`` made in Python, ``{"kind": "python", "name"}``
-    (then predicting needs the graph passed again)."""
+    (then predicting needs the graph passed again); each with ``"largest_component": True`` when
+    the graph is that component of the dataset (:func:`~diffusion_pde.data.largest_component`)."""
     source = getattr(data, "source", None)
     return dict(source) if isinstance(source, dict) else {"kind": "python", "name": getattr(data, "name", None) or "data"}
 
@@ -261,11 +263,13 @@ def is_builtin(data: Data) -> bool:
 
 
 def offered_splits(data: Data) -> tuple[str, ...]:
-    """The split kinds ``data`` offers: a built-in dataset's (:data:`DATASETS`); a user's graph
-    ``fixed`` (its stored masks, [N] one split or [N, K] K splits) when it has masks, and ``random``."""
+    """The split kinds ``data`` offers: a built-in dataset's (:data:`DATASETS`; ``grand`` on
+    Cora, CiteSeer and PubMed, the graphs of GRAND's protocol); a user's graph ``fixed`` (its stored
+    masks, [N] one split or [N, K] K splits) when it has masks, ``random`` and ``grand`` (any
+    labelled graph has a largest connected component)."""
     if is_builtin(data):
         return DATASETS[dataset_source(data)["name"]].splits
-    return ("fixed", "random") if getattr(data, "train_mask", None) is not None else ("random",)
+    return ("fixed", "random", "grand") if getattr(data, "train_mask", None) is not None else ("random", "grand")
 
 
 def default_split(dataset: str | Data) -> str:

@@ -10,6 +10,11 @@
 * ``public``: the Planetoid public split stored with the dataset (one split).
 * ``geom-gcn`` / ``fixed``: the 10 splits shipped with the dataset (geom-gcn's 60/20/20 splits, or
   those of the heterophilous-graph benchmark), selected by index 0..9.
+* ``grand`` (the protocol of GRAND, Chamberlain et al. 2021): on a connected graph (a dataset's
+  largest connected component, :func:`~diffusion_pde.data.largest_component`), for split seed s a
+  generator seeded with s draws ``num_development`` (1,500) development nodes, then ``per_class``
+  (20) training nodes from every class's development nodes; the other development nodes
+  validate, every node outside the development set tests (:func:`grand_split`).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch_geometric.data import Data
 
-SPLIT_KINDS = ("random", "public", "geom-gcn", "fixed")
+SPLIT_KINDS = ("random", "public", "geom-gcn", "fixed", "grand")
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ class Split:
 
 
 PAPER_SIZES = {"per_class": 20, "num_val": 500, "num_test": 1000}
+GRAND_SIZES = {"num_development": 1500, "per_class": 20}
 
 
 def random_sizes(y: torch.Tensor, *, builtin: bool) -> dict[str, int | float]:
@@ -109,6 +115,55 @@ def random_split(y: torch.Tensor, seed: int, *, per_class: int | float = 20, num
     rest_index = rest_index[torch.randperm(rest_index.numel(), generator=generator)]
     return Split("random", int(seed), train_index.sort().values, rest_index[:n_val].sort().values,
                  rest_index[n_val:n_val + n_test].sort().values)
+
+
+def grand_split(y: torch.Tensor, seed: int, *, num_development: int | float = 1500, per_class: int = 20) -> Split:
+    """GRAND's split of the N nodes of a connected graph with labels ``y`` [N]: a generator seeded
+    with ``seed`` draws ``num_development`` development nodes uniformly (a count, or a fraction in
+    (0, 1) of the N nodes), then ``per_class`` training nodes from each class's development nodes;
+    the other development nodes are the validation nodes, all nodes outside the development set
+    the test nodes. On Cora's largest connected component (N = 2,485): 140 / 1,360 / 985.
+
+    The graph's connectivity is the caller's part (:func:`~diffusion_pde.data.largest_component`;
+    ``make_split`` checks it). Raises ValueError naming ``num_development`` (--development-size)
+    or ``per_class`` (--train-per-class) and the fix when the sizes do not fit: the development
+    set must leave test nodes, hold ``per_class`` nodes of every class and more nodes than the
+    training nodes (some must validate).
+    """
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise ValueError(f"per_class (training nodes per class) of the grand split must be a count, an int >= 1 "
+                         f"(GRAND's 20), got {per_class!r}")
+    y = y.cpu()
+    n = y.numel()
+    n_development = _count("num_development", num_development, n)
+    if n_development >= n:
+        raise ValueError(
+            f"num_development = {n_development} development nodes leave no test node: the graph (its largest connected "
+            f"component) has {n} nodes; use num_development (--development-size) {n - 1} or less, e.g. a fraction such "
+            "as 0.6 of the nodes (the default, GRAND's 1500, needs more than 1500 nodes)")
+    generator = torch.Generator().manual_seed(int(seed))
+    development = torch.randperm(n, generator=generator)[:n_development]
+    train = []
+    for c in range(int(y.max()) + 1):
+        members = development[y[development] == c]
+        if members.numel() < per_class:
+            total = int((y == c).sum())
+            found = f"{members.numel()} of the {n_development} development nodes" if total >= per_class else \
+                f"only {total} nodes in the graph (its largest connected component)"
+            remedy = "raise num_development (--development-size)" if total >= per_class else \
+                "use a random split (--split random)"
+            raise ValueError(f"class {c} has {found}, too few for {per_class} training nodes per class: lower per_class "
+                             f"(--train-per-class) or {remedy}")
+        train.append(members[torch.randperm(members.numel(), generator=generator)[:per_class]])
+    train_index = torch.cat(train)
+    val = development[~torch.isin(development, train_index)]
+    if val.numel() == 0:
+        raise ValueError(f"all {n_development} development nodes are training nodes ({len(train)} classes x {per_class}), "
+                         "none is left for validation: raise num_development (--development-size) or lower per_class "
+                         "(--train-per-class)")
+    test = torch.ones(n, dtype=torch.bool)
+    test[development] = False
+    return Split("grand", int(seed), train_index.sort().values, val.sort().values, test.nonzero().view(-1))
 
 
 def mask_split(data: Data, kind: str, index: int) -> Split:

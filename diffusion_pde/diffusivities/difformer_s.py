@@ -68,6 +68,149 @@ def _rank_update(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.T
     return out.addmm_(a, b) if out.dim() == 2 else out.baddbmm_(a, b.expand(*a.shape[:-2], *b.shape[-2:]))
 
 
+def _batch_sum(x: torch.Tensor, dims: int) -> torch.Tensor:
+    """x summed over all but its last ``dims`` dimensions (a parameter's gradient over a batch)."""
+    return x.sum(dim=tuple(range(x.dim() - dims))) if x.dim() > dims else x
+
+
+class _ProjectedSums(torch.autograd.Function):
+    r"""The key and query node sums of DIFFormer-s with global norms, from the node sums of z:
+    with G = Σ_j z_j z_jᵀ [..., d, d], s = Σ_j z_j, G_v = Σ_j z_j v_jᵀ and s_v = Σ_j v_j (None:
+    the values are z, G_v = G, s_v = s), k_j = W_k z_j + b_k and q_j = W_q z_j + b_q:
+
+        kv = Σ_j k_j v_jᵀ = W_k G_v + b_k s_vᵀ,   key_sum = Σ_j k_j = W_k s + N b_k,
+        key_sq = Σ_j ‖k_j‖² = ⟨W_k G, W_k⟩ + b_k·(2 W_k s + N b_k),  query_sq likewise,
+
+    the squares clamped at 0 (round-off). One node in the autograd graph with a hand-written
+    backward pass (these [d, d]-sized products were some 60 small kernels forward and backward)."""
+
+    @staticmethod
+    def forward(ctx, gram, gram_values, z_sum, value_sum, w_k, b_k, w_q, b_q, n):
+        key_gram, query_gram = w_k @ gram, w_q @ gram                        # [..., K, d]
+        kv = key_gram if gram_values is None else w_k @ gram_values          # [..., K, d_v]
+        key_sum0, query_sum0 = z_sum @ w_k.T, z_sum @ w_q.T                  # [..., K]
+        key_sq, query_sq = (key_gram * w_k).sum(dim=(-2, -1)), (query_gram * w_q).sum(dim=(-2, -1))
+        key_sum = key_sum0
+        if b_k is not None:
+            kv = torch.addcmul(kv, b_k[:, None], (z_sum if value_sum is None else value_sum).unsqueeze(-2))
+            key_sum = torch.add(key_sum0, b_k, alpha=n)
+            key_sq = key_sq + (b_k * (2 * key_sum0 + n * b_k)).sum(dim=-1)
+        if b_q is not None:
+            query_sq = query_sq + (b_q * (2 * query_sum0 + n * b_q)).sum(dim=-1)
+        ctx.n = n
+        ctx.save_for_backward(gram, gram_values, z_sum, value_sum, w_k, b_k, w_q, b_q, key_gram, query_gram,
+                              key_sum0, query_sum0, key_sq >= 0, query_sq >= 0)
+        return kv, key_sum, key_sq.clamp_min(0), query_sq.clamp_min(0)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_kv, d_key_sum, d_key_sq, d_query_sq):
+        (gram, gram_values, z_sum, value_sum, w_k, b_k, w_q, b_q, key_gram, query_gram, key_sum0, query_sum0,
+         key_kept, query_kept) = ctx.saved_tensors
+        n = ctx.n
+        batch = z_sum.shape[:-1]
+        zeros = lambda shape: z_sum.new_zeros(shape)  # noqa: E731
+        d_kv = zeros((*batch, *w_k.shape[:1], (z_sum if value_sum is None else value_sum).shape[-1])) \
+            if d_kv is None else d_kv
+        d_key_sum = zeros((*batch, w_k.shape[0])) if d_key_sum is None else d_key_sum
+        d_key_sq = zeros(batch) if d_key_sq is None else d_key_sq * key_kept
+        d_query_sq = zeros(batch) if d_query_sq is None else d_query_sq * query_kept
+        dk2, dq2 = d_key_sq[..., None, None], d_query_sq[..., None, None]
+        # keys: ⟨W_k G, W_k⟩ and W_k G_v (= W_k G for values z), W_k s, the bias terms
+        d_key_gram = dk2 * w_k if gram_values is not None else dk2 * w_k + d_kv
+        d_key_sum0 = d_key_sum if b_k is None else d_key_sum + 2 * d_key_sq[..., None] * b_k
+        d_w_k = d_key_gram @ gram.transpose(-1, -2) + dk2 * key_gram + d_key_sum0[..., :, None] * z_sum[..., None, :]
+        d_gram = w_k.T @ d_key_gram
+        d_z_sum = d_key_sum0 @ w_k
+        d_gram_values = d_value_sum = d_b_k = None
+        if gram_values is not None:
+            d_w_k = d_w_k + d_kv @ gram_values.transpose(-1, -2)
+            d_gram_values = w_k.T @ d_kv
+        if b_k is not None:
+            sums_v = z_sum if value_sum is None else value_sum
+            d_b_k = _batch_sum((d_kv * sums_v[..., None, :]).sum(dim=-1) + n * d_key_sum
+                               + d_key_sq[..., None] * (2 * key_sum0 + 2 * n * b_k), 1)
+            d_sums_v = (d_kv * b_k[:, None]).sum(dim=-2)
+            if value_sum is None:
+                d_z_sum = d_z_sum + d_sums_v
+            else:
+                d_value_sum = d_sums_v
+        # queries: ⟨W_q G, W_q⟩ and the bias terms
+        d_query_gram = dq2 * w_q
+        d_w_q = d_query_gram @ gram.transpose(-1, -2) + dq2 * query_gram
+        d_gram = d_gram + w_q.T @ d_query_gram
+        d_b_q = None
+        if b_q is not None:
+            d_query_sum0 = 2 * d_query_sq[..., None] * b_q
+            d_w_q = d_w_q + d_query_sum0[..., :, None] * z_sum[..., None, :]
+            d_z_sum = d_z_sum + d_query_sum0 @ w_q
+            d_b_q = _batch_sum(d_query_sq[..., None] * (2 * query_sum0 + 2 * n * b_q), 1)
+        return (d_gram, d_gram_values, d_z_sum, d_value_sum, _batch_sum(d_w_k, 2), d_b_k, _batch_sum(d_w_q, 2),
+                d_b_q, None)
+
+
+def _rows_layout(per_head: torch.Tensor) -> torch.Tensor:
+    """[..., H, d, d_v + 1] → [..., d, H d_v + H]: the numerators of all heads, then their denominators."""
+    width = per_head.shape[-1] - 1
+    return torch.cat([per_head[..., :width].movedim(-3, -2).flatten(-2), per_head[..., width].transpose(-1, -2)],
+                     dim=-1)
+
+
+def _heads_layout(rows: torch.Tensor, heads: int) -> torch.Tensor:
+    """The inverse of :func:`_rows_layout`: [..., d, H d_v + H] → [..., H, d, d_v + 1]."""
+    split = rows.shape[-1] - heads
+    numerators = rows[..., :split].unflatten(-1, (heads, split // heads)).movedim(-2, -3)
+    return torch.cat([numerators, rows[..., split:].transpose(-1, -2).unsqueeze(-1)], dim=-1)
+
+
+class _FoldQueries(torch.autograd.Function):
+    r"""The query side folded into the key sums (:meth:`DIFFormerSimple._apply_global`): with
+    r = 1/(‖Q‖_F ‖K‖_F) = (query_sq · key_sq)^{-1/2} (0 when either is 0; the product in float64)
+    and F_h = r [Σ_j k_jh v_jᵀ | Σ_j k_jh] [..., H, d_k, d_v + 1],
+
+        matrix = [W_q,hᵀ F_h]_h [..., d, H d_v + H],   offset = [b_q,hᵀ F_h]_h (None without b_q),
+
+    laid out as :class:`_GlobalAttentionRows` reads them. One autograd node, hand-written backward."""
+
+    @staticmethod
+    def forward(ctx, kv, key_sum, key_sq, query_sq, w_q, b_q, heads):
+        dk, d = w_q.shape[0] // heads, w_q.shape[1]
+        product = query_sq.double() * key_sq.double()
+        r = torch.where(product > 0, product.clamp_min(torch.finfo(torch.float64).tiny).rsqrt(), 0).to(kv.dtype)
+        sums = torch.cat([kv.unflatten(-2, (heads, dk)), key_sum.unflatten(-1, (heads, dk)).unsqueeze(-1)], dim=-1)
+        folded = sums * r[..., None, None, None]                             # [..., H, d_k, d_v + 1]
+        w_heads = w_q.view(heads, dk, d)
+        matrix = _rows_layout(w_heads.transpose(-1, -2) @ folded)
+        offset = None
+        if b_q is not None:
+            offset = _rows_layout(b_q.view(heads, 1, dk) @ folded).squeeze(-2)  # [..., H, 1, d_v + 1] in
+        ctx.heads = heads
+        ctx.save_for_backward(sums, folded, r, key_sq, query_sq, w_heads, b_q)
+        return matrix, offset
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_matrix, d_offset):
+        sums, folded, r, key_sq, query_sq, w_heads, b_q = ctx.saved_tensors
+        heads = ctx.heads
+        d_per_head = _heads_layout(d_matrix, heads)                           # [..., H, d, d_v + 1]
+        d_folded = w_heads @ d_per_head                                       # [..., H, d_k, d_v + 1]
+        d_w_q = _batch_sum(folded @ d_per_head.transpose(-1, -2), 3).flatten(0, 1)
+        d_b_q = None
+        if b_q is not None:
+            d_off = _heads_layout(d_offset.unsqueeze(-2), heads).squeeze(-2)  # [..., H, d_v + 1]
+            d_folded = d_folded + b_q.view(heads, -1, 1) * d_off.unsqueeze(-2)
+            d_b_q = _batch_sum((folded * d_off.unsqueeze(-2)).sum(dim=-1), 2).flatten()
+        d_sums = d_folded * r[..., None, None, None]
+        d_r = (d_folded * sums).sum(dim=(-3, -2, -1)).double()
+        cube = r.double() ** 3                                               # d r / d(q², k²) = −r³ (k², q²) / 2
+        d_query_sq = (-0.5 * d_r * cube * key_sq.double()).to(r.dtype)
+        d_key_sq = (-0.5 * d_r * cube * query_sq.double()).to(r.dtype)
+        width = sums.shape[-1] - 1
+        return (d_sums[..., :width].flatten(-3, -2), d_sums[..., width].flatten(-2), d_key_sq, d_query_sq, d_w_q,
+                d_b_q, None)
+
+
 class _Gram(torch.autograd.Function):
     """zᵀz [..., d, d] of z [..., N, d]; backward z (G + Gᵀ) for the incoming G: one [N, d] × [d, d]
     product, where autograd would form zG and zGᵀ separately and add them."""
@@ -86,8 +229,8 @@ class _Gram(torch.autograd.Function):
 class _GlobalAttentionRows(torch.autograd.Function):
     r"""The rows of DIFFormer-s with global norms from the folded sums (:meth:`DIFFormerSimple._apply_global`):
 
-        P = z M + c,  M = [numerator | denominator] [..., d, H(d_v + 1)],
-        den_ih = P_i,den,h,  w_ih = 1/den_ih (1/N for a row at the floor, whose query term is dropped),
+        P = z M + c,  M = [numerator | denominator] [..., d, H(d_v + 1)] (c: the offset, or 0),
+        den_ih = P_i,den,h + N,  w_ih = 1/den_ih (1/N for a row at the floor, whose query term is dropped),
         out_i = (1/H) Σ_h w_ih (s_v + P_i,num,h).
 
     Both passes run over blocks of ``graph.ROW_BLOCK`` rows, so P and every other row-wise temporary
@@ -100,16 +243,17 @@ class _GlobalAttentionRows(torch.autograd.Function):
     error."""
 
     @staticmethod
-    def forward(ctx, z, numerator, denominator, offset, value_sum, num_nodes, floor):
-        heads = denominator.shape[-1]
-        width = numerator.shape[-1] // heads
-        matrix, offset_row = torch.cat([numerator, denominator], dim=-1), offset.unsqueeze(-2)
+    def forward(ctx, z, matrix, offset, value_sum, heads, num_nodes, floor):
+        width = matrix.shape[-1] // heads - 1
+        split = heads * width
         out = z.new_empty(*z.shape[:-1], width)
         weight = z.new_empty(*z.shape[:-1], heads)
         live = torch.empty(weight.shape, dtype=torch.bool, device=z.device)
         for rows in row_blocks(z.shape[-2]):
-            p = torch.matmul(z[..., rows, :], matrix).add_(offset_row)
-            den = p[..., heads * width:]
+            p = torch.matmul(z[..., rows, :], matrix)
+            if offset is not None:
+                p.add_(offset.unsqueeze(-2))
+            den = p[..., split:].add_(num_nodes)
             torch.gt(den, floor, out=live[..., rows, :])
             w = torch.where(live[..., rows, :], den, num_nodes).reciprocal_()
             weight[..., rows, :] = w
@@ -118,23 +262,29 @@ class _GlobalAttentionRows(torch.autograd.Function):
             for h in range(1, heads):
                 block.addcmul_(p[..., h * width:(h + 1) * width], query_weight[..., h:h + 1])
             block.addcmul_(w.mean(dim=-1, keepdim=True), value_sum.unsqueeze(-2))
-        ctx.save_for_backward(z, numerator, denominator, offset, value_sum, weight, live)
+        ctx.heads = heads
+        ctx.save_for_backward(z, matrix, offset, value_sum, weight, live)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        z, numerator, denominator, offset, value_sum, weight, live = ctx.saved_tensors
-        heads = denominator.shape[-1]
-        width = numerator.shape[-1] // heads
+        z, matrix, offset, value_sum, weight, live = ctx.saved_tensors
+        heads = ctx.heads
+        width = matrix.shape[-1] // heads - 1
+        split = heads * width
+        numerator, denominator = matrix[..., :split], matrix[..., split:]
         d = z.shape[-1]
         query_weight = weight * live / heads                                 # ∂out_i/∂P_i,num,h, [..., N, H]
         numerator_t = numerator.unflatten(-1, (heads, width)).transpose(-3, -1).flatten(-2)  # [..., d_v, H d]
-        shifted = (value_sum.unsqueeze(-2) + offset[..., :heads * width].unflatten(-1, (heads, width))
-                   ).transpose(-1, -2)                                       # [..., d_v, H]: s_v + c_num,h
+        shifted = value_sum.unsqueeze(-2).expand(*value_sum.shape[:-1], heads, width)
+        if offset is not None:
+            shifted = shifted + offset[..., :split].unflatten(-1, (heads, width))
+        shifted = shifted.transpose(-1, -2)                                  # [..., d_v, H]: s_v + c_num,h
         grad_z = z.new_empty(z.shape) if ctx.needs_input_grad[0] else None
         grad_den = weight.new_empty(weight.shape)
-        grad_numerator = z.new_zeros(numerator.shape)
+        grad_matrix = z.new_zeros(matrix.shape)
+        grad_numerator = grad_matrix[..., :split]
         for rows in row_blocks(z.shape[-2]):
             g, zb, qw = grad[..., rows, :], z[..., rows, :], query_weight[..., rows, :]
             u = torch.matmul(g, numerator_t).unflatten(-1, (heads, d))       # U_h = g numerator_hᵀ
@@ -147,10 +297,12 @@ class _GlobalAttentionRows(torch.autograd.Function):
                 _rank_update(block, gd, denominator.transpose(-1, -2))
             weighted = (g.unsqueeze(-2) * qw.unsqueeze(-1)).flatten(-2)      # [..., rows, H d_v]
             grad_numerator.add_(zb.transpose(-1, -2) @ weighted)
-        grad_denominator = z.transpose(-1, -2) @ grad_den
-        grad_offset = torch.cat([(query_weight.transpose(-1, -2) @ grad).flatten(-2), grad_den.sum(dim=-2)], dim=-1)
+        grad_matrix[..., split:] = z.transpose(-1, -2) @ grad_den
+        grad_offset = None
+        if offset is not None:
+            grad_offset = torch.cat([(query_weight.transpose(-1, -2) @ grad).flatten(-2), grad_den.sum(dim=-2)], dim=-1)
         grad_value_sum = (weight.mean(dim=-1, keepdim=True).transpose(-1, -2) @ grad).squeeze(-2)
-        return grad_z, grad_numerator, grad_denominator, grad_offset, grad_value_sum, None, None
+        return grad_z, grad_matrix, grad_offset, grad_value_sum, None, None, None
 
 
 @dataclass(frozen=True)
@@ -289,69 +441,49 @@ class DIFFormerSimple(QueryKeyDiffusivity):
 
     def _linear_parts(self, lin: torch.nn.Linear, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
         """W [H d_k, d] and b [H d_k] (or None) of ``self.query``/``self.key`` in ``dtype``."""
+        if lin.weight.dtype == dtype:
+            return lin.weight, lin.bias
         return lin.weight.to(dtype), None if lin.bias is None else lin.bias.to(dtype)
 
     def _gram_sums(self, z: torch.Tensor, values: torch.Tensor) -> AttentionSums:
-        r"""The sums of :meth:`_node_sums` for global norms, without forming q or k: with
-        k_j = W_k z_j + b_k and the node sums G = Σ_j z_j v_jᵀ, s_z = Σ_j z_j, s_v = Σ_j v_j,
-        Σ_j k_j v_jᵀ = W_k G + b_k s_vᵀ, Σ_j k_j = W_k s_z + N b_k, and
-        Σ_j ‖k_j‖² = ⟨W_k G_zz, W_k⟩ + 2 b_k·W_k s_z + N ‖b_k‖² with G_zz = Σ_j z_j z_jᵀ (= G when
-        the values are z); likewise Σ_j ‖q_j‖². One [d, d] product over the N nodes (two with
-        separate values) replaces the three of projecting q and k and forming Σ_j k_j v_jᵀ."""
+        r"""The sums of :meth:`_node_sums` for global norms, without forming q or k: from the node
+        sums G = Σ_j z_j z_jᵀ, s = Σ_j z_j (and Σ_j z_j v_jᵀ, Σ_j v_j for separate values) by
+        :class:`_ProjectedSums`. One [d, d] product over the N nodes (two with separate values)
+        replaces the three of projecting q and k and forming Σ_j k_j v_jᵀ."""
         dtype = values.dtype
+        same = values is z
         zw, vw = widen(z), widen(values)
         n = z.shape[-2]
-        gram_zz = _Gram.apply(zw)                                            # [..., d, d]
-        gram = gram_zz if values is z else zw.transpose(-1, -2) @ vw         # [..., d, d_v]
-        z_sum, value_sum = zw.sum(dim=-2), vw.sum(dim=-2, keepdim=True)      # [..., d], [..., 1, d_v]
-
-        def square_sum(w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:  # Σ_j ‖W z_j + b‖², [..., 1, 1, 1]
-            total = ((w @ gram_zz) * w).sum(dim=(-2, -1))
-            if b is not None:
-                total = total + 2 * (z_sum @ w.T) @ b + n * b.dot(b)
-            return total.clamp_min(0).reshape(*total.shape, 1, 1, 1)
-
+        gram = _Gram.apply(zw)                                               # [..., d, d]
+        z_sum = zw.sum(dim=-2)                                               # [..., d]
+        gram_values = None if same else zw.transpose(-1, -2) @ vw            # [..., d, d_v]
+        value_sum = None if same else vw.sum(dim=-2)                         # [..., d_v]
         w_k, b_k = self._linear_parts(self.key, zw.dtype)
         w_q, b_q = self._linear_parts(self.query, zw.dtype)
-        kv = w_k @ gram                                                      # [..., H d_k, d_v]
-        key_sum = z_sum @ w_k.T                                              # [..., H d_k]
-        if b_k is not None:
-            kv = kv + b_k[:, None] * value_sum
-            key_sum = key_sum + n * b_k
-        return AttentionSums(kv=kv, key_sum=key_sum.reshape(*key_sum.shape[:-1], 1, self.heads, self.key_channels),
-                             value_sum=value_sum, num_nodes=n, key_sq=square_sum(w_k, b_k),
-                             query_sq=square_sum(w_q, b_q), dtype=dtype)
+        kv, key_sum, key_sq, query_sq = _ProjectedSums.apply(gram, gram_values, z_sum, value_sum, w_k, b_k, w_q, b_q, n)
+        return AttentionSums(kv=kv, key_sum=key_sum.unflatten(-1, (1, self.heads, self.key_channels)),
+                             value_sum=(z_sum if same else value_sum).unsqueeze(-2), num_nodes=n,
+                             key_sq=key_sq[..., None, None, None], query_sq=query_sq[..., None, None, None],
+                             dtype=dtype)
 
     def _apply_global(self, z: torch.Tensor, sums: AttentionSums) -> torch.Tensor:
         r"""(S V)_i for global norms, with the queries folded into the sums: q_i = W_q z_i + b_q
-        enters only through q_iᵀ(K̂ᵀV) and q_iᵀ Σ_j k̂_j, so with r = 1/(‖Q‖_F ‖K‖_F) per head h
+        enters only through q_iᵀ(K̂ᵀV) and q_iᵀ Σ_j k̂_j, so with r = 1/(‖Q‖_F ‖K‖_F) and the
+        per-head [d_k, d_v + 1] matrix F_h = r [Σ_j k_jh v_jᵀ | Σ_j k_jh]
 
-            numerator_ih = z_iᵀ (r W_q,hᵀ Σ_j k_jh v_jᵀ) + r b_q,hᵀ Σ_j k_jh v_jᵀ,
-            den_ih = N + z_iᵀ (r W_q,hᵀ Σ_j k_jh) + r b_q,h·Σ_j k_jh,
+            [numerator_ih | den_ih − N] = z_iᵀ (W_q,hᵀ F_h) + b_q,hᵀ F_h,
 
-        one [N, d] × [d, H (d_v + 1)] product (:class:`_GlobalAttentionRows`)."""
+        one [N, d] × [d, H (d_v + 1)] product (:class:`_FoldQueries`, :class:`_GlobalAttentionRows`)."""
         if sums.key_sq is None:
             raise ValueError("sums were formed with keys frozen at Z⁰; this diffusivity is not frozen")
         zw = widen(z)
-        heads, dk = self.heads, self.key_channels
         w_q, b_q = self._linear_parts(self.query, zw.dtype)
-        scale = _inverse_sqrt(sums.query_sq) * _inverse_sqrt(sums.key_sq)    # [..., 1, 1, 1]
-        kv = sums.kv.unflatten(-2, (heads, dk)) * scale                      # [..., H, d_k, d_v]
-        key_sum = sums.key_sum.squeeze(-3) * scale.squeeze(-1)               # [..., H, d_k]
-        w_q = w_q.view(heads, dk, -1)                                        # [H, d_k, d]
-        numerator = torch.einsum("hkd,...hke->...dhe", w_q, kv).flatten(-2)  # [..., d, H d_v]
-        denominator = torch.einsum("hkd,...hk->...dh", w_q, key_sum)        # [..., d, H]
+        batch = sums.kv.shape[:-2]
+        matrix, offset = _FoldQueries.apply(sums.kv, sums.key_sum.flatten(-3), sums.key_sq.reshape(batch),
+                                            sums.query_sq.reshape(batch), w_q, b_q, self.heads)
         n = sums.num_nodes
-        if b_q is None:
-            offset = torch.cat([torch.zeros(numerator.shape[-1], dtype=zw.dtype, device=zw.device),
-                                torch.full((heads,), float(n), dtype=zw.dtype, device=zw.device)])
-            offset = offset.expand(*numerator.shape[:-2], -1)
-        else:
-            b_q = b_q.view(heads, dk)
-            offset = torch.cat([torch.einsum("hk,...hke->...he", b_q, kv).flatten(-2),
-                                torch.einsum("hk,...hk->...h", b_q, key_sum) + n], dim=-1)
-        out = _GlobalAttentionRows.apply(zw, numerator, denominator, offset, sums.value_sum.squeeze(-2),
-                                         n, self._floor(n, sums.dtype))
+        out = _GlobalAttentionRows.apply(zw, matrix, offset, sums.value_sum.squeeze(-2), self.heads, n,
+                                         self._floor(n, sums.dtype))
         return out.to(sums.dtype)
 
     def _apply_sums(self, q: torch.Tensor, sums: AttentionSums) -> torch.Tensor:

@@ -34,62 +34,9 @@ from ..field import DiffusionField
 from ..graph import row_blocks
 from .config import ATTENTION_MODELS, ModelConfig
 from .depth import ContinuousDiffusion, DiscreteDiffusion
+from .dropout import MaskedDropout
+from .features import FeatureLinear
 from .propagation import Propagation
-
-
-# Entries per block of :func:`_masked_product`: 4 MB of float32.
-_MASK_BLOCK = 2**20
-
-
-def _masked_product(x: torch.Tensor, mask: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """out = x · mask for a boolean mask, in blocks of entries: the product converts the mask to
-    x's dtype first, and a block's converted copy (4 MB) is reused by the heap where the whole
-    mask's (a quarter GB for an N×64 state at N = 1M) would be a fresh mapping every time."""
-    flat_x, flat_mask, flat_out = x.reshape(-1), mask.reshape(-1), out.view(-1)
-    for block in row_blocks(flat_x.numel(), _MASK_BLOCK):
-        torch.mul(flat_x[block], flat_mask[block], out=flat_out[block])
-    return out
-
-
-class _BoolMaskDropout(torch.autograd.Function):
-    """x · m / (1 − p) with m ~ Bernoulli(1 − p) drawn as booleans: the same draws, hence the same
-    mask, as torch's CPU dropout (which draws them into a float tensor and keeps that for the
-    backward pass); this keeps the boolean mask, a quarter of its size."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, p: float, inplace: bool) -> torch.Tensor:
-        mask = torch.empty(x.shape, dtype=torch.bool, device=x.device).bernoulli_(1.0 - p)
-        # 1/(1 − p) rounded as torch's dropout rounds it (in x's dtype), so x·m·scale is its x·noise
-        scale = float(torch.ones((), dtype=x.dtype) / (1.0 - p))
-        if inplace:
-            ctx.mark_dirty(x)
-            out = _masked_product(x, mask, x) if x.is_contiguous() else x.mul_(mask)
-        else:
-            out = _masked_product(x, mask, torch.empty(x.shape, dtype=x.dtype, device=x.device))
-        ctx.save_for_backward(mask)
-        ctx.scale = scale
-        return out.mul_(scale)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        (mask,) = ctx.saved_tensors
-        out = torch.empty(grad.shape, dtype=grad.dtype, device=grad.device)
-        return _masked_product(grad, mask, out).mul_(ctx.scale), None, None
-
-
-class MaskedDropout(nn.Dropout):
-    """``nn.Dropout`` with the same result and the same random draws (the same mask for the same
-    seed), keeping a boolean mask for the backward pass instead of torch's float one on CPU
-    (other devices: ``F.dropout`` itself, whose fused kernel keeps a boolean mask already).
-    ``inplace=True`` overwrites its input: only for an input no one else reads (the output of a
-    LayerNorm or a Linear, which do not keep it for their backward pass)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0 or x.numel() == 0:
-            return x
-        if x.device.type != "cpu" or self.p == 1.0:
-            return nn.functional.dropout(x, self.p, True, self.inplace)
-        return _BoolMaskDropout.apply(x, self.p, self.inplace)
 
 
 class OwnedLayerNorm(nn.LayerNorm):
@@ -163,13 +110,13 @@ class NodeClassifier(nn.Module):
         return out
 
 
-def _encoder_linear(fan_in: int, fan_out: int, bias_init: str, dtype: torch.dtype) -> nn.Linear:
+def _encoder_linear(fan_in: int, fan_out: int, bias_init: str, dtype: torch.dtype) -> FeatureLinear:
     """``nn.Linear`` with torch's default weights and its bias started at 0 (``bias_init="zero"``)
     or left at torch's U(±1/√fan_in) (``"uniform"``, the authors' code). Row-normalised
     bag-of-words rows have entries of about 1/(words per node), so x W is ~10x smaller than the
     uniform bias: every node's encoding then starts out nearly the same vector (2% node-specific
     energy on Cora, against 84% with a zero bias)."""
-    lin = nn.Linear(fan_in, fan_out, dtype=dtype)
+    lin = FeatureLinear(fan_in, fan_out, dtype=dtype)
     if bias_init == "zero":
         nn.init.zeros_(lin.bias)
     return lin
@@ -245,13 +192,13 @@ def _mpnn(config: ModelConfig, data: Data, in_channels: int, num_classes: int, d
         else:
             activation = nn.ELU() if is_gat else nn.ReLU()
             posts.append(nn.Sequential(bias, activation, nn.Dropout(config.dropout), _glorot_map(width, widths[k + 1], dtype)))
-    encoder = nn.Sequential(nn.Dropout(config.dropout), _glorot_map(in_channels, widths[0], dtype))
+    encoder = nn.Sequential(MaskedDropout(config.dropout), _glorot_map(in_channels, widths[0], dtype))
     return encoder, DiscreteDiffusion(fields, config.tau, posts), nn.Identity()
 
 
-def _glorot_map(fan_in: int, fan_out: int, dtype: torch.dtype) -> nn.Linear:
+def _glorot_map(fan_in: int, fan_out: int, dtype: torch.dtype) -> FeatureLinear:
     """A bias-free channel map with Glorot-uniform weights (the init of GCNConv/GATConv)."""
-    lin = nn.Linear(fan_in, fan_out, bias=False, dtype=dtype)
+    lin = FeatureLinear(fan_in, fan_out, bias=False, dtype=dtype)
     nn.init.xavier_uniform_(lin.weight)
     return lin
 
@@ -272,13 +219,13 @@ def _sgc(config: ModelConfig, data: Data, in_channels: int, num_classes: int, dt
     propagated copy of X is built or kept for backward. The bias follows the steps, because Â is
     not row-stochastic (Â^K 1 ≠ 1)."""
     diffusion = _linear_diffusion(config, _graph_operator(data, dtype))
-    encoder = nn.Linear(in_channels, num_classes, bias=False, dtype=dtype)
+    encoder = FeatureLinear(in_channels, num_classes, bias=False, dtype=dtype)
     return encoder, diffusion, Bias(num_classes).to(dtype)
 
 
 def _appnp(config: ModelConfig, data: Data, in_channels: int, num_classes: int, dtype: torch.dtype):
     encoder = nn.Sequential(
-        nn.Dropout(config.dropout), nn.Linear(in_channels, config.hidden, dtype=dtype), nn.ReLU(),
+        MaskedDropout(config.dropout), FeatureLinear(in_channels, config.hidden, dtype=dtype), nn.ReLU(),
         nn.Dropout(config.dropout), nn.Linear(config.hidden, num_classes, dtype=dtype),
     )
     return encoder, _linear_diffusion(config, _graph_operator(data, dtype)), nn.Identity()

@@ -21,6 +21,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
+import solvers
+
 from ..field import DiffusionBlock, DiffusionField
 
 
@@ -39,10 +41,27 @@ class DiscreteDiffusion(nn.Module):
         return self.states(z)[-1]
 
     def states(self, z: torch.Tensor) -> list[torch.Tensor]:
-        """[Z⁰, Z¹, …, Z^L]: the input and the output of every layer."""
+        """[Z⁰, Z¹, …, Z^L]: the input and the output of every layer.
+
+        The layers are the blocks' single Euler steps without the solver's per-call checks; the
+        stack checks instead that Z⁰ is finite (ValueError otherwise) and that Z^L is, naming the
+        first layer whose output is not (:class:`solvers.IntegrationError`, "time" reached k τ).
+        """
+        if not self.blocks:
+            return [z]
+        bad = solvers.count_nonfinite(z)
+        if bad:
+            raise ValueError(f"the input state of the diffusion (the encoder's output) contains {bad} non-finite "
+                             "(NaN or Inf) entries; clean the input features")
         out = [z]
         for block, post in zip(self.blocks, self.posts):
-            out.append(post(block(out[-1], source_state=z)))
+            out.append(post(block(out[-1], source_state=z, checks=False)))
+        if solvers.count_nonfinite(out[-1]):
+            layer = next(k for k in range(1, len(out)) if solvers.count_nonfinite(out[k]))
+            raise solvers.IntegrationError(
+                f"layer {layer} of {len(self.blocks)} (an Euler step of size tau = {self.tau:g}, then its post module) "
+                "returned a non-finite state (NaN or Inf) from a finite one", (layer - 1) * self.tau,
+                solvers.SolverStats(steps=layer, accepted=layer, nfe=layer), hint="lower tau or the learning rate")
         return out
 
     def diffusivities(self) -> list[nn.Module]:

@@ -11,11 +11,12 @@ Outputs under ``out``: ``results.json`` (settings, every (split, run) result, th
 :mod:`~diffusion_pde.training.outputs`, and ``overwrite`` deletes only those files.
 
 The dataset is a built-in name, the path of a user's graph or any ``Data``; the splits a kind
-(``random``, ``public``, ``geom-gcn``, ``fixed``: a user graph's stored masks) or ``Split``
-objects. :func:`prepare_experiment` checks everything that can be checked before training (the
-settings, the graph, features, labels and every split, ``out``, and on resume every checkpoint
-it will read), so a bad argument fails before anything is trained, written or deleted;
-:meth:`Experiment.run` does the work.
+(``random``, ``public``, ``geom-gcn``, ``fixed``: a user graph's stored masks, ``grand``: GRAND's
+protocol, for which the graph is restricted to its largest connected component before anything
+is built on it) or ``Split`` objects. :func:`prepare_experiment` checks everything that can be
+checked before training (the settings, the graph, features, labels and every split, ``out``, and
+on resume every checkpoint it will read), so a bad argument fails before anything is trained,
+written or deleted; :meth:`Experiment.run` does the work.
 """
 
 from __future__ import annotations
@@ -37,9 +38,13 @@ import solvers
 
 from ..data import (
     DATASETS,
+    GRAND_SIZES,
     Split,
     dataset_source,
     default_split,
+    grand_split,
+    is_connected,
+    largest_component,
     mask_split,
     offered_splits,
     open_dataset,
@@ -60,19 +65,38 @@ SUMMARY_FIELDS = ("split", "run", "seed", "best_epoch", "metric", "val_score", "
                   "peak_memory_mb")
 
 
-def make_split(data: Data, kind: str, index: int, *, per_class: int | None = None, num_val: int | float | None = None,
-               num_test: int | float | None = None) -> Split:
-    """Split ``index`` of ``kind`` for ``data`` (a built-in dataset or a user's graph). Random
-    splits take the sizes given, else :func:`~diffusion_pde.data.split_sizes` (the paper's 20
-    per class / 500 / 1000 on the classic built-in datasets, 50/25/25 on the large ones, sizes
-    that fit on a user's graph)."""
+# The split kinds each size applies to.
+SIZE_KINDS = {"per_class": ("random", "grand"), "num_val": ("random",), "num_test": ("random",),
+              "num_development": ("grand",)}
+
+
+def check_offered(data: Data, kind: str) -> None:
+    """Refuse a split ``kind`` that ``data`` does not offer (:func:`~diffusion_pde.data.offered_splits`)."""
     offered = offered_splits(data)
     if kind not in offered:
         raise ValueError(f"split {kind!r} is not available: dataset {data.name!r} offers the splits {', '.join(offered)}")
+
+
+def make_split(data: Data, kind: str, index: int, *, per_class: int | float | None = None,
+               num_val: int | float | None = None, num_test: int | float | None = None,
+               num_development: int | float | None = None) -> Split:
+    """Split ``index`` of ``kind`` for ``data`` (a built-in dataset or a user's graph). Random
+    splits take the sizes given, else :func:`~diffusion_pde.data.split_sizes` (the paper's 20
+    per class / 500 / 1000 on the classic built-in datasets, 50/25/25 on the large ones, sizes
+    that fit on a user's graph); GRAND's splits ``per_class`` and ``num_development``, else
+    GRAND's 20 and 1500 (:data:`~diffusion_pde.data.GRAND_SIZES`), on a connected graph: restrict
+    ``data`` with :func:`~diffusion_pde.data.largest_component` first (a ValueError says so)."""
+    check_offered(data, kind)
+    given = {"per_class": per_class, "num_val": num_val, "num_test": num_test, "num_development": num_development}
+    given = {name: value for name, value in given.items() if value is not None and kind in SIZE_KINDS[name]}
     if kind == "random":
-        given = {"per_class": per_class, "num_val": num_val, "num_test": num_test}
-        sizes = {**split_sizes(data), **{k: v for k, v in given.items() if v is not None}}
-        return random_split(data.y, index, **sizes)
+        return random_split(data.y, index, **{**split_sizes(data), **given})
+    if kind == "grand":
+        if not is_connected(data):
+            raise ValueError(f"the grand split is drawn on a connected graph (GRAND's protocol keeps the largest connected "
+                             f"component), but dataset {data.name!r} is not connected: restrict it first with "
+                             "diffusion_pde.data.largest_component(data) (prepare_experiment and run_experiment do)")
+        return grand_split(data.y, index, **{**GRAND_SIZES, **given})
     return mask_split(data, kind, index)
 
 
@@ -293,20 +317,32 @@ def _given_splits(split: SplitArg, splits: int, first_split: int, sizes: dict[st
         return None
     given = [split] if isinstance(split, Split) else list(split)
     if not given or not all(isinstance(s, Split) for s in given):
-        raise TypeError("split must be a split kind (random, public, geom-gcn, fixed), a diffusion_pde.data.Split or a "
-                        "list of them")
+        raise TypeError("split must be a split kind (random, public, geom-gcn, fixed, grand), a diffusion_pde.data.Split "
+                        "or a list of them")
     if splits != 1 or first_split != 0:
         raise ValueError("splits and first_split choose among the splits of a kind; with Split objects pass every "
                          "split to train on in split=[...]")
-    if _sizes_given(sizes):
-        raise ValueError(f"{_sizes_given(sizes)} to random splits; Split objects carry their own nodes: drop it")
+    _check_sizes(sizes, None)
     return given
 
 
-def _sizes_given(sizes: dict[str, Any]) -> str:
-    """``"per_class only applies"`` (the sizes given, as the subject of a sentence), or ``""``."""
-    given = [name for name, value in sizes.items() if value is not None]
-    return f"{' and '.join(given)} only appl{'ies' if len(given) == 1 else 'y'}" if given else ""
+def _check_sizes(sizes: dict[str, Any], kind: str | None) -> None:
+    """Refuse the sizes given that split ``kind`` does not take (:data:`SIZE_KINDS`; ``kind`` None:
+    ``Split`` objects, which take none), naming the split kinds that take them."""
+    misplaced = [name for name, value in sizes.items() if value is not None and kind not in SIZE_KINDS[name]]
+    if not misplaced:
+        return
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name in misplaced:
+        groups.setdefault(SIZE_KINDS[name], []).append(name)
+    said = ", ".join(f"{' and '.join(names)} only " + ("" if i else f"appl{'ies' if len(names) == 1 else 'y'} ") +
+                     f"to {' and '.join(kinds)} splits" for i, (kinds, names) in enumerate(groups.items()))
+    them = "it" if len(misplaced) == 1 else "them"
+    sized = any(kind in kinds for kinds in SIZE_KINDS.values())
+    why = "Split objects carry their own nodes" if kind is None else \
+        f"the {kind} split does not take {them}" if sized else f"the {kind} split is stored with the data"
+    fits = [k for k in SIZE_KINDS[misplaced[0]] if all(k in SIZE_KINDS[name] for name in misplaced)]
+    raise ValueError(f"{said}; {why}: drop {them}" + (f" or use split={fits[0]!r}" if fits and kind else ""))
 
 
 def prepare_experiment(
@@ -328,6 +364,7 @@ def prepare_experiment(
     per_class: int | None = None,
     num_val: int | float | None = None,
     num_test: int | float | None = None,
+    num_development: int | float | None = None,
     distribution: Distribution | None = None,
 ) -> Experiment:
     """Check an experiment and load its data, training nothing and touching no file.
@@ -338,7 +375,11 @@ def prepare_experiment(
     float32. ``split``: a kind (default: :func:`~diffusion_pde.data.default_split`) of which
     ``splits`` splits from index ``first_split`` are taken, or ``Split`` objects (one or a
     list); random splits are sized by ``per_class`` (training nodes per class), ``num_val`` and
-    ``num_test`` (counts, or fractions of the nodes left). Every split is checked (non-empty,
+    ``num_test`` (counts, or fractions of the nodes left), GRAND's (``grand``) by ``per_class``
+    and ``num_development`` (a count, or a fraction of the component's nodes); with ``grand`` the
+    graph is first restricted to its largest connected component
+    (:func:`~diffusion_pde.data.largest_component`), and the experiment's ``data``, its model
+    and its checkpoints are that component's. Every split is checked (non-empty,
     disjoint, in range; a class without training nodes warns). ``runs`` initialisations per split.
 
     Bad settings, a split index out of range, an ``out`` that is not ours or holds results
@@ -360,20 +401,22 @@ def prepare_experiment(
     if out is not None:
         check_out(Path(out), resume, overwrite)  # its messages show ``out`` as given, before ~ is expanded
     out_dir = results_path(out) if out is not None else None
-    sizes = {"per_class": per_class, "num_val": num_val, "num_test": num_test}
+    sizes = {"per_class": per_class, "num_val": num_val, "num_test": num_test, "num_development": num_development}
     given = _given_splits(split, splits, first_split, sizes)
     named = isinstance(dataset, str) and dataset in DATASETS
     kind = split if isinstance(split, str) else (default_split(dataset) if named and given is None else None)
-    data = open_dataset(dataset, root=root, geom_gcn=kind == "geom-gcn").to(torch.device(device))
+    data = open_dataset(dataset, root=root, geom_gcn=kind == "geom-gcn")
+    if kind == "grand":
+        check_offered(data, kind)
+        data = largest_component(data)  # GRAND's protocol: the other nodes take no part, not even in attention
+    data = data.to(torch.device(device))
     check_metric(train_config, int(data.y.max()) + 1)
     if given is not None:
         node_splits = {i: dataclasses.replace(s, index=i) for i, s in enumerate(given)}
         kind = ", ".join(dict.fromkeys(s.kind for s in given))
     else:
         kind = kind or default_split(data)
-        if kind != "random" and _sizes_given(sizes):
-            raise ValueError(f"{_sizes_given(sizes)} to random splits; the {kind} split is stored with the data: drop "
-                             "it or use split='random'")
+        _check_sizes(sizes, kind)
         node_splits = {s: make_split(data, kind, s, **sizes) for s in range(first_split, first_split + splits)}
     for s, node_split in node_splits.items():
         validate_split(node_split, data, where=f"the {kind} split {s}")
@@ -410,6 +453,7 @@ def run_experiment(
     per_class: int | None = None,
     num_val: int | float | None = None,
     num_test: int | float | None = None,
+    num_development: int | float | None = None,
     log: Callable[[str], None] = print,
     on_run: Callable[[RunResult, NodeClassifier, Split], None] | None = None,
     distribution: Distribution | None = None,
@@ -422,5 +466,5 @@ def run_experiment(
                                     first_split=first_split, seed=seed, root=root, device=device, out=out,
                                     resume=resume, overwrite=overwrite, eval_solvers=eval_solvers,
                                     per_class=per_class, num_val=num_val, num_test=num_test,
-                                    distribution=distribution)
+                                    num_development=num_development, distribution=distribution)
     return experiment.run(progress=progress, log=log, on_run=on_run)

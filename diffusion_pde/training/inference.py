@@ -3,8 +3,9 @@
 ``best.pt`` (and ``last.pt``) hold the model's settings, its input width and number of classes,
 its weights and the identity of the dataset it was trained on (:func:`~diffusion_pde.data.
 dataset_source`). :func:`load_model` rebuilds the model from them; its graph operators are built
-from the graph it is given (the run's own dataset by default), which must have as many features
-per node as the training graph. :func:`predict` gives per-node class probabilities and the hidden
+from the graph it is given (the run's own dataset by default: for a run trained on a largest
+connected component, ``--split grand``, that component), which must have as many features per
+node as the training graph. :func:`predict` gives per-node class probabilities and the hidden
 states before the decoder; :func:`write_predictions` writes them as CSV, atomically.
 """
 
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from ..data import open_dataset, validate_graph_data
+from ..data import largest_component, open_dataset, validate_graph_data
 from ..models import ModelConfig, NodeClassifier, build_model, predict_chunked
 from .checkpoint import load_checkpoint, write_text_atomic
 from .loop import REBUILD_KEYS
@@ -73,18 +74,23 @@ def read_checkpoint(run: str | Path, device: torch.device | str = "cpu") -> tupl
 def run_dataset(ckpt: dict[str, Any], *, require_labels: bool = False) -> Data:
     """The dataset a checkpoint was trained on, loaded again from its identity (a built-in
     dataset with the same root, generated again with the same settings, or the same file or
-    folder)."""
+    folder), restricted to its largest connected component when the run was (``--split grand``;
+    ``n_id`` then holds each node's index in the whole dataset)."""
     source = ckpt["dataset"]
+    component = source.get("largest_component", False)
     if source["kind"] == "builtin":
-        return open_dataset(source["name"], root=source["root"], require_labels=require_labels,
+        data = open_dataset(source["name"], root=source["root"], require_labels=require_labels,
                             **source.get("options", {}))
-    if source["kind"] == "file":
+    elif source["kind"] == "file":
         if not Path(source["path"]).exists():
             raise FileNotFoundError(f"the run was trained on {source['path']}, which no longer exists; give the graph "
                                     "to predict on (--dataset PATH, or data= in Python)")
-        return open_dataset(source["path"], require_labels=require_labels)
-    raise ValueError(f"the run was trained on a Data built in Python ({source.get('name')!r}), which was not saved "
-                     "with it; give the graph to predict on (--dataset PATH, or data= in Python)")
+        data = open_dataset(source["path"], require_labels=require_labels)
+    else:
+        part = " (its largest connected component: diffusion_pde.data.largest_component(data))" if component else ""
+        raise ValueError(f"the run was trained on a Data built in Python ({source.get('name')!r}){part}, which was not "
+                         "saved with it; give the graph to predict on (--dataset PATH, or data= in Python)")
+    return largest_component(data) if component else data
 
 
 def _prepared(data: Data, in_channels: int) -> Data:
@@ -118,12 +124,15 @@ def load_model(run: str | Path, data: Data | None = None, *, device: torch.devic
 
 @dataclass(frozen=True)
 class Predictions:
-    """Per-node outputs of a trained model: ``probabilities`` [N, C] (softmax of the logits) and
+    """Per-node outputs of a trained model: ``probabilities`` [N, C] (softmax of the logits),
     ``embeddings`` [N, d], the last state before the decoder: the hidden state for the attention
-    models and mlp, the class scores for gcn, gat and appnp (for sgc, before its bias)."""
+    models and mlp, the class scores for gcn, gat and appnp (for sgc, before its bias), and
+    ``nodes`` [N], the node ids of the rows: the graph's ``n_id`` (each node's index in the whole
+    dataset, for a largest connected component) or None for 0..N−1."""
 
     probabilities: torch.Tensor
     embeddings: torch.Tensor
+    nodes: torch.Tensor | None = None
 
     @property
     def predicted(self) -> torch.Tensor:
@@ -134,6 +143,7 @@ class Predictions:
 def predict(model: NodeClassifier, data: Data, *, chunk_size: int | None = None) -> Predictions:
     """``model``'s predictions on ``data`` (eval mode, no gradients); ``data`` is the graph the
     model's operators were built on (the one given to :func:`load_model` or used in training).
+    The rows are ``data``'s nodes, named by its ``n_id`` when it has one (:class:`Predictions`).
 
     ``chunk_size``: evaluate ``chunk_size`` nodes at a time (:func:`~diffusion_pde.models.chunked.
     predict_chunked`): the same predictions, exactly, for a graph whose one-shot forward pass does
@@ -141,22 +151,24 @@ def predict(model: NodeClassifier, data: Data, *, chunk_size: int | None = None)
     size). Discrete-depth difformer_s, gcn, sgc, appnp and mlp, and continuous depth with a
     fixed-step method; other models raise a ValueError naming the fix (no ``chunk_size``).
     """
+    nodes = data.n_id.cpu() if getattr(data, "n_id", None) is not None else None
     if chunk_size is not None:
         logits, hidden = predict_chunked(model, data, chunk_size, return_hidden=True)
-        return Predictions(torch.softmax(logits, dim=1).cpu(), hidden.cpu())
+        return Predictions(torch.softmax(logits, dim=1).cpu(), hidden.cpu(), nodes)
     x = data.x.to(device=next(model.parameters()).device, dtype=next(model.parameters()).dtype)
     model.eval()
     with torch.no_grad():
         hidden = model.states(x)[-1]
         logits = model.decoder(hidden)
-    return Predictions(torch.softmax(logits, dim=1).cpu(), hidden.cpu())
+    return Predictions(torch.softmax(logits, dim=1).cpu(), hidden.cpu(), nodes)
 
 
 def write_predictions(predictions: Predictions, path: str | Path, *, embeddings: bool = False) -> None:
     """CSV, atomically: ``node,predicted,p_0..p_{C-1}`` (and ``h_0..h_{d-1}`` with ``embeddings``,
-    see :class:`Predictions`)."""
+    see :class:`Predictions`); ``node`` is the row's node id (:attr:`Predictions.nodes`)."""
     probabilities = predictions.probabilities.double().numpy()
-    columns = [np.arange(len(probabilities))[:, None], predictions.predicted.numpy()[:, None], probabilities]
+    nodes = predictions.nodes.numpy() if predictions.nodes is not None else np.arange(len(probabilities))
+    columns = [nodes[:, None], predictions.predicted.numpy()[:, None], probabilities]
     if embeddings:
         columns.append(predictions.embeddings.double().numpy())
     width = columns[3].shape[1] if embeddings else 0

@@ -39,6 +39,7 @@ from ..data import Split, dataset_source
 from ..diffusivities import on_graph
 from ..models import ModelConfig, NodeClassifier
 from ..models.chunked import check_chunkable, predict_chunked
+from ..models.features import sparse_features
 from .batching import induced_batch, node_partitions
 from .checkpoint import load_checkpoint, save_atomic, write_json_atomic
 from .config import TrainConfig
@@ -105,8 +106,15 @@ def _describe(quantity: str, name: str | None) -> str:
     return {"loss": "the training loss", "val_loss": "the validation loss"}[quantity]
 
 
+def _finite(tensor: torch.Tensor) -> bool:
+    """Whether every (stored) entry of a dense or sparse tensor is finite."""
+    if tensor.layout != torch.strided:
+        tensor = tensor.values()
+    return bool(torch.isfinite(tensor).all())
+
+
 def _first_nonfinite(named: Iterable[tuple[str, torch.Tensor | None]]) -> str | None:
-    return next((name for name, value in named if value is not None and not bool(torch.isfinite(value).all())), None)
+    return next((name for name, value in named if value is not None and not _finite(value)), None)
 
 
 def _locate_nonfinite(model: NodeClassifier, x: torch.Tensor, graph: Data | None, training: bool,
@@ -121,7 +129,7 @@ def _locate_nonfinite(model: NodeClassifier, x: torch.Tensor, graph: Data | None
 
     def watch(module_name: str) -> Callable[..., None]:
         def hook(module: torch.nn.Module, inputs: Any, output: Any) -> None:
-            if not found and isinstance(output, torch.Tensor) and not bool(torch.isfinite(output).all()):
+            if not found and isinstance(output, torch.Tensor) and not _finite(output):
                 found.append(module_name)
         return hook
 
@@ -194,19 +202,25 @@ def first_epoch_reaching(history: list[dict[str, float]], fraction: float = 0.7)
 
 
 def evaluate(model: NodeClassifier, data: Data, split: Split, metric: str = "accuracy",
-             chunk_size: int | None = None) -> dict[str, float]:
+             chunk_size: int | None = None, *, features: torch.Tensor | None = None) -> dict[str, float]:
     """Accuracies on the three node sets (and their ROC-AUC for ``metric="roc_auc"``) and the
-    validation loss, in eval mode (no dropout), on the full graph. With ``chunk_size`` a model
-    that streams (:func:`~diffusion_pde.models.chunked.check_chunkable`) is evaluated in node
-    chunks of that size (the same logits, memory bounded by the chunk); others at once."""
+    validation loss, in eval mode (no dropout), on the full graph, without gradients
+    (``torch.no_grad``, not ``inference_mode``: tensors a model caches during evaluation, e.g. a
+    graph operator normalised for a bound graph, must stay usable by a later training step).
+    With ``chunk_size`` a model that streams (:func:`~diffusion_pde.models.chunked.check_chunkable`)
+    is evaluated in node chunks of that size (the same logits, memory bounded by the chunk); others
+    at once, on ``features`` (default ``data.x``; e.g. its CSR form from
+    :func:`~diffusion_pde.models.features.sparse_features`)."""
     if chunk_size is not None and _streams(model):
         logits = predict_chunked(model, data.x, chunk_size)
     else:
         was_training = model.training
         model.eval()
-        with torch.no_grad():
-            logits = model(data.x)
-        model.train(was_training)
+        try:
+            with torch.no_grad():
+                logits = model(data.x if features is None else features)
+        finally:
+            model.train(was_training)
     parts = {"train": split.train, "val": split.val, "test": split.test}
     out = {f"{part}_acc": accuracy(logits, data.y, index) for part, index in parts.items()}
     if metric == "roc_auc":
@@ -336,11 +350,20 @@ def _optimiser_step(model: NodeClassifier, optimizer: torch.optim.Optimizer, wat
         raise watch.located(epoch, True, rng, "loss", f" (the training loss is {loss_value})")
     loss.backward()
     grads = [(name, p.grad) for name, p in model.named_parameters() if p.grad is not None]
-    largest = torch.stack([torch.linalg.vector_norm(g, math.inf) for _, g in grads]).max()  # NaN if any is
+    largest = torch.nn.utils.get_total_norm([g for _, g in grads], math.inf)  # the largest |entry|; NaN if any is
     if not math.isfinite(largest.item()):
         raise watch.error(epoch, "gradient", _first_nonfinite(grads), f" (the training loss, {loss_value:.6g}, is finite)")
     optimizer.step()
     return loss_value
+
+
+def adam(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Adam:
+    """Adam with ``config``'s learning rate and (L2) weight decay, torch's fused kernel where all
+    parameters allow it (floating point, on CPU or CUDA): the same update as the per-tensor loop
+    (to round-off), one kernel for all parameters instead of about ten per parameter."""
+    params = list(model.parameters())
+    fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
 
 
 def train_run(
@@ -377,7 +400,7 @@ def train_run(
     dist_ = distribution or Distribution()
     split = split.to(device)
     dist_.check_batches(config.batch_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = adam(model, config)
     expected = fingerprint(model.config, config, split, seed, data, dist_.world_size)
     rebuild = {"architecture": architecture(model, data), "dataset": dataset_source(data)}
     history: list[dict[str, float]] = []
@@ -405,7 +428,10 @@ def train_run(
     trainer = dist_.wrap(model)  # after loading: DDP starts every rank from rank 0's parameters
     # Progress bars on rank 0 only; there ``progress`` None leaves it to tqdm (shown on a terminal).
     hide_bars = True if not dist_.is_main else (None if progress is None else not progress)
-    watch = _Watch(model, data.x, f"split {split.index} run {run}", run_dir, saved=start - 1)
+    # Bag-of-words features stay sparse for the full-batch steps and the evaluation (the models
+    # take either layout; mini-batches slice the dense rows).
+    features = sparse_features(data.x)
+    watch = _Watch(model, features, f"split {split.index} run {run}", run_dir, saved=start - 1)
 
     def checkpoint(epoch: int) -> None:
         rng = dist_.gather(_rng_state())  # one state per rank
@@ -422,9 +448,9 @@ def train_run(
     def full_batch_step(epoch: int) -> float:
         optimizer.zero_grad(set_to_none=True)
         rng = _rng_state()
-        watch.x, watch.graph = data.x, None
+        watch.x, watch.graph = features, None
         with watch.solver_refusals(epoch, True, rng):
-            logits = trainer(data.x)
+            logits = trainer(features)
         return _optimiser_step(model, optimizer, watch, epoch, _cross_entropy(logits, data.y, split.train), rng)
 
     def mini_batch_steps(epoch: int) -> float:
@@ -464,9 +490,10 @@ def train_run(
             trainer.train()
             loss_value = full_batch_step(epoch) if config.batch_size is None else mini_batch_steps(epoch)
             train_seconds = time.perf_counter() - tick
-            watch.x, watch.graph = data.x, None
+            watch.x, watch.graph = features, None
             with watch.solver_refusals(epoch, False, _rng_state(), " after the optimiser step"):
-                metrics = {"epoch": epoch, "loss": loss_value, **evaluate(model, data, split, config.metric, config.batch_size)}
+                metrics = {"epoch": epoch, "loss": loss_value,
+                           **evaluate(model, data, split, config.metric, config.batch_size, features=features)}
             if not math.isfinite(metrics["val_loss"]):
                 raise watch.located(epoch, False, _rng_state(), "val_loss", " after the optimiser step")
             metrics["seconds"], metrics["train_seconds"] = time.perf_counter() - tick, train_seconds

@@ -218,3 +218,29 @@ def test_results_record_only_the_settings_a_model_uses() -> None:
                                                     "tau": 0.5, "dropout": 0.2}
     assert "graph_weight" not in ModelConfig(use_graph=False).used_settings()
     assert {"method", "t1", "rtol", "atol", "adjoint"} <= set(ModelConfig(depth="continuous", method="dopri5").used_settings())
+
+
+@pytest.mark.parametrize("config", [ModelConfig(model="difformer_s", num_layers=3, hidden=8, source_weight=0.1),
+                                    ModelConfig(model="gcn", num_layers=2, hidden=8, tau=1.0)],
+                         ids=["difformer_s", "gcn"])
+def test_discrete_layers_skip_the_solver_checks_with_the_same_result(config):
+    """A stack runs each layer as its block's Euler step without solve()'s per-call checks: the
+    states equal those of solving every block (float64, bit for bit)."""
+    import solvers
+
+    data = random_graph(seed=7)
+    torch.manual_seed(0)
+    model = build_model(config, data, dtype=torch.float64).eval()
+    z = model.encoder(data.x)
+    fast = model.diffusion.states(z)
+    slow = [z]
+    for block, post in zip(model.diffusion.blocks, model.diffusion.posts):
+        slow.append(post(block.solve(slow[-1], source_state=z).final))
+    assert all(torch.equal(a, b) for a, b in zip(fast, slow))
+    with pytest.raises(ValueError, match="input state of the diffusion .* 3 non-finite"):
+        bad = z.clone()
+        bad[0, :3] = float("nan")
+        model.diffusion.states(bad)
+    model.diffusion.posts[1].register_forward_hook(lambda module, inputs, out: out * float("inf"))
+    with pytest.raises(solvers.IntegrationError, match=r"layer 2 of \d+ .*non-finite"):
+        model.diffusion(z)

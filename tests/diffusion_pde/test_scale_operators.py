@@ -5,13 +5,15 @@
 - ``spmm`` as a row gather (``embedding_bag``) against dense products, forward and backward,
   batched, 16-bit, CSR row blocks; ``spmm_add_`` (out += α S V by row blocks) likewise;
 - ``DiffusionField.euler_step`` (fused, in place) against z + h·field(t, z), values and gradients;
-- ``MaskedDropout`` against ``nn.Dropout`` bit for bit under the same seed, and the encoder's
+- ``MaskedDropout`` against its restated formula bit for bit under the same seed (and its keep rate), and the encoder's
   dropout-then-ReLU against ReLU-then-dropout;
 - DIFFormer-s with global norms in its gram form (queries and keys never formed) against a
   brute-force N×N attention, values and gradients of z, the values and every parameter.
 """
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -23,7 +25,9 @@ from diffusion_pde import graph as graph_module
 from diffusion_pde.graph import as_graph, coalesce, csr_matrix, csr_pair, csr_transpose, has_unit_weights, \
     in_degree, spmm, spmm_add_
 from diffusion_pde.models import ModelConfig, Propagation, build_model
-from diffusion_pde.models.classifier import MaskedDropout, OwnedLayerNorm
+from diffusion_pde.models import dropout as dropout_module
+from diffusion_pde.models.classifier import OwnedLayerNorm
+from diffusion_pde.models.dropout import MaskedDropout, keep_mask
 
 F64 = torch.float64
 
@@ -178,13 +182,27 @@ def test_an_euler_layer_with_unit_step_is_exactly_the_propagation() -> None:
     assert torch.equal(out, gcn(z))
 
 
+class ReferenceDropout(nn.Module):
+    """Dropout restated: keep where a float32 uniform draw is ≥ p, scale by 1/(1 − p) rounded in
+    x's dtype (the documented rule of ``keep_mask``/``MaskedDropout``)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        keep = (torch.rand(x.numel()) >= self.p).view(x.shape)
+        scale = torch.ones((), dtype=x.dtype) / (1.0 - self.p)
+        return x * keep.to(x.dtype) * scale
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, F64, torch.float16])
 @pytest.mark.parametrize("inplace", [False, True])
-def test_masked_dropout_is_nn_dropout_bit_for_bit(dtype: torch.dtype, inplace: bool) -> None:
+def test_masked_dropout_is_its_formula_bit_for_bit(dtype: torch.dtype, inplace: bool) -> None:
     x = torch.randn(300, 17, dtype=torch.float32).to(dtype)
     grad = torch.randn(300, 17).to(dtype)
     results = []
-    for module in (nn.Dropout(0.3), MaskedDropout(0.3, inplace=inplace)):
+    for module in (ReferenceDropout(0.3), MaskedDropout(0.3, inplace=inplace)):
         torch.manual_seed(7)
         leaf = x.clone().requires_grad_()
         out = module(leaf * 1.0)  # a non-leaf input, as in a model (in place allowed)
@@ -197,6 +215,22 @@ def test_masked_dropout_is_nn_dropout_bit_for_bit(dtype: torch.dtype, inplace: b
     assert dropout(x) is x and MaskedDropout(0.0)(x) is x
 
 
+@pytest.mark.parametrize("p", [0.05, 0.2, 0.5, 0.9])
+def test_keep_mask_keeps_each_entry_with_probability_one_minus_p(p: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of 1,000 entries draw the same stream as one draw; the keep rate is 1 − p within 5
+    binomial standard deviations, and the rate of nn.Dropout's own masks is too (same law)."""
+    monkeypatch.setattr(dropout_module, "_MASK_BLOCK", 1000)
+    torch.manual_seed(2)
+    mask = keep_mask((200, 1001), p)
+    torch.manual_seed(2)
+    assert torch.equal(mask, (torch.rand(200 * 1001) >= p).view(200, 1001))
+    n = mask.numel()
+    band = 5 * math.sqrt(n * p * (1 - p))
+    assert abs(int(mask.sum()) - n * (1 - p)) < band
+    torch_kept = int((nn.functional.dropout(torch.ones(200, 1001), p) != 0).sum())
+    assert abs(torch_kept - n * (1 - p)) < band
+
+
 def test_encoder_dropout_then_relu_is_relu_then_dropout() -> None:
     gen = torch.Generator().manual_seed(5)
     from torch_geometric.data import Data
@@ -205,7 +239,7 @@ def test_encoder_dropout_then_relu_is_relu_then_dropout() -> None:
                 edge_index=torch.randint(0, 50, (2, 100), generator=gen))
     model = build_model(ModelConfig(model="difformer_s", num_layers=1, hidden=8, dropout=0.4), data)
     linear, norm = model.encoder[0], model.encoder[1]
-    reference = nn.Sequential(linear, norm, nn.ReLU(), nn.Dropout(0.4))
+    reference = nn.Sequential(linear, norm, nn.ReLU(), ReferenceDropout(0.4))
     outs = []
     for module in (model.encoder, reference):
         torch.manual_seed(11)
@@ -320,7 +354,7 @@ def test_inplace_masked_dropout_overwrites_a_non_contiguous_input() -> None:
     x = torch.randn(6, 8)[:, ::2]
     expected = x * 1.0
     torch.manual_seed(4)
-    reference = nn.Dropout(0.3)(expected)
+    reference = ReferenceDropout(0.3)(expected)
     torch.manual_seed(4)
     out = MaskedDropout(0.3, inplace=True).train()(x)
     assert out is x and torch.equal(x, reference)

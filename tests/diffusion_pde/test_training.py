@@ -162,9 +162,13 @@ def test_early_stopping_and_presets():
     assert result.stopped_early and result.epochs_run == result.best_epoch + 5
     model, train = resolve("citeseer", "difformer_a", "paper")
     assert (model.num_layers, model.hidden, train.weight_decay, model.dropout) == (4, 32, 1.0, 0.2)
-    model, train = resolve("cora", "difformer_s", "paper")
+    model, train = resolve("cora", "difformer_s", "paper")  # chosen on tuning seeds: the authors' model
     assert (model.num_layers, model.tau, model.qk_norm, model.graph_weight, model.value_proj, model.source_weight,
-            model.input_dropout) == (8, 0.5, "global", None, False, 0.1, 0.5)
+            model.input_dropout, model.qk_bias, model.encoder_bias) == (8, 0.5, "global", None, False, 0.0, 0.0, True,
+                                                                        "uniform")
+    assert resolve("cora", "difformer_s", "paper") == resolve("cora", "difformer_s", "authors")
+    model, train = resolve("citeseer", "difformer_s", "paper")
+    assert (model.source_weight, model.qk_bias) == (0.1, False)
     model, train = resolve("cora", "difformer_a", "paper")
     assert (model.dropout, model.input_dropout, train.weight_decay) == (0.0, 0.0, 0.1)
     model, train = resolve("cora", "difformer_s", "paper", qk_norm="row", source_weight=0.0, epochs=7)
