@@ -101,6 +101,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
              choices=QK_NORMS)
     _setting(m, "--value-proj", "per-layer value projection W_v", action=argparse.BooleanOptionalAction)
     _setting(m, "--layer-norm", "LayerNorm after encoder and layers", action=argparse.BooleanOptionalAction)
+    _setting(m, "--qk-bias", "biases on W_q and W_k (the authors' code has them)", action=argparse.BooleanOptionalAction)
+    _setting(m, "--encoder-bias", "the encoder bias at initialisation: zero, or torch's uniform U(+-1/sqrt(fan_in)) "
+                                  "(the authors' code)", choices=("zero", "uniform"))
     c = p.add_argument_group("continuous depth (only with --depth continuous)")
     _setting(c, "--method", "integrator", choices=solvers.available_methods())
     _setting(c, "--t1", "integration time T", type=float, metavar="T")
@@ -154,7 +157,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 
 SETTING_FLAGS = ("depth", "num_layers", "hidden", "heads", "tau", "dropout", "input_dropout", "use_graph", "graph_weight", "source_weight",
-                 "qk_norm", "value_proj", "layer_norm", "method", "t1", "n_steps", "rtol", "atol", "adjoint", "epochs",
+                 "qk_norm", "qk_bias", "encoder_bias", "value_proj", "layer_norm", "method", "t1", "n_steps", "rtol", "atol", "adjoint", "epochs",
                  "lr", "weight_decay", "patience", "checkpoint_every", "metric", "batch_size")
 SOLVER_FLAGS = {"method": "--method", "t1": "--t1", "n_steps": "--n-steps", "rtol": "--rtol", "atol": "--atol",
                 "adjoint": "--adjoint"}

@@ -43,7 +43,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch.autograd.function import once_differentiable
+import functools
 
 from ..graph import row_blocks
 from ._attention import QueryKeyDiffusivity, inverse_norm, normalise_qk
@@ -53,6 +53,7 @@ from ._base import DiffusivityProperties, register_diffusivity, widen
 # uniform row: the O(N) formula computes an exactly zero sum as at most 3.5 N eps (measured for
 # float64 down to bfloat16, d_k up to 512), and a sum that small has no correct digit left.
 ROUND_OFF_FLOOR = 16
+_TINY = torch.finfo(torch.float64).tiny  # where the float64 roots of the global norms clamp their argument
 
 
 def _inverse_sqrt(square_sum: torch.Tensor) -> torch.Tensor:
@@ -66,6 +67,21 @@ def _inverse_sqrt(square_sum: torch.Tensor) -> torch.Tensor:
 def _rank_update(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """out += a @ b in place (a [..., N, k], b [..., k, d] with small k)."""
     return out.addmm_(a, b) if out.dim() == 2 else out.baddbmm_(a, b.expand(*a.shape[:-2], *b.shape[-2:]))
+
+
+def _first_order(backward):
+    """A backward pass that is differentiable once: refused, with this message, whenever autograd
+    records it (``create_graph=True``: second derivatives), whatever the incoming gradient (torch's
+    ``once_differentiable`` raises only when that gradient itself needs one, and otherwise returns
+    a constant, i.e. a silently wrong second derivative)."""
+    @functools.wraps(backward)
+    def checked(ctx, *grads):
+        if torch.is_grad_enabled():
+            raise RuntimeError("difformer_s with qk_norm='global' has first derivatives only: second derivatives "
+                               "(create_graph=True, e.g. a Hessian or a gradient penalty) are not supported; use "
+                               "qk_norm='row', or a dense re-statement of the layer for them")
+        return backward(ctx, *grads)
+    return checked
 
 
 def _batch_sum(x: torch.Tensor, dims: int) -> torch.Tensor:
@@ -103,7 +119,7 @@ class _ProjectedSums(torch.autograd.Function):
         return kv, key_sum, key_sq.clamp_min(0), query_sq.clamp_min(0)
 
     @staticmethod
-    @once_differentiable
+    @_first_order
     def backward(ctx, d_kv, d_key_sum, d_key_sq, d_query_sq):
         (gram, gram_values, z_sum, value_sum, w_k, b_k, w_q, b_q, key_gram, query_gram, key_sum0, query_sum0,
          key_kept, query_kept) = ctx.saved_tensors
@@ -165,7 +181,7 @@ def _heads_layout(rows: torch.Tensor, heads: int) -> torch.Tensor:
 
 class _FoldQueries(torch.autograd.Function):
     r"""The query side folded into the key sums (:meth:`DIFFormerSimple._apply_global`): with
-    r = 1/(‖Q‖_F ‖K‖_F) = (query_sq · key_sq)^{-1/2} (0 when either is 0; the product in float64)
+    r = 1/(‖Q‖_F ‖K‖_F) = query_sq^{-1/2} key_sq^{-1/2} (0 when either is 0; in float64)
     and F_h = r [Σ_j k_jh v_jᵀ | Σ_j k_jh] [..., H, d_k, d_v + 1],
 
         matrix = [W_q,hᵀ F_h]_h [..., d, H d_v + H],   offset = [b_q,hᵀ F_h]_h (None without b_q),
@@ -175,8 +191,10 @@ class _FoldQueries(torch.autograd.Function):
     @staticmethod
     def forward(ctx, kv, key_sum, key_sq, query_sq, w_q, b_q, heads):
         dk, d = w_q.shape[0] // heads, w_q.shape[1]
-        product = query_sq.double() * key_sq.double()
-        r = torch.where(product > 0, product.clamp_min(torch.finfo(torch.float64).tiny).rsqrt(), 0).to(kv.dtype)
+        # in float64, one root each (their product overflows float64 for |z| ~ 1e80)
+        q2, k2 = query_sq.double(), key_sq.double()
+        live = (q2 > 0) & (k2 > 0)
+        r = torch.where(live, q2.clamp_min(_TINY).rsqrt() * k2.clamp_min(_TINY).rsqrt(), 0).to(kv.dtype)
         sums = torch.cat([kv.unflatten(-2, (heads, dk)), key_sum.unflatten(-1, (heads, dk)).unsqueeze(-1)], dim=-1)
         folded = sums * r[..., None, None, None]                             # [..., H, d_k, d_v + 1]
         w_heads = w_q.view(heads, dk, d)
@@ -189,7 +207,7 @@ class _FoldQueries(torch.autograd.Function):
         return matrix, offset
 
     @staticmethod
-    @once_differentiable
+    @_first_order
     def backward(ctx, d_matrix, d_offset):
         sums, folded, r, key_sq, query_sq, w_heads, b_q = ctx.saved_tensors
         heads = ctx.heads
@@ -203,9 +221,9 @@ class _FoldQueries(torch.autograd.Function):
             d_b_q = _batch_sum((folded * d_off.unsqueeze(-2)).sum(dim=-1), 2).flatten()
         d_sums = d_folded * r[..., None, None, None]
         d_r = (d_folded * sums).sum(dim=(-3, -2, -1)).double()
-        cube = r.double() ** 3                                               # d r / d(q², k²) = −r³ (k², q²) / 2
-        d_query_sq = (-0.5 * d_r * cube * key_sq.double()).to(r.dtype)
-        d_key_sq = (-0.5 * d_r * cube * query_sq.double()).to(r.dtype)
+        half = -0.5 * d_r * r.double()                                      # d r / d q² = −r / (2 q²), 0 where r = 0
+        d_query_sq = torch.where(r != 0, half / query_sq.double(), 0).to(r.dtype)
+        d_key_sq = torch.where(r != 0, half / key_sq.double(), 0).to(r.dtype)
         width = sums.shape[-1] - 1
         return (d_sums[..., :width].flatten(-3, -2), d_sums[..., width].flatten(-2), d_key_sq, d_query_sq, d_w_q,
                 d_b_q, None)
@@ -221,6 +239,7 @@ class _Gram(torch.autograd.Function):
         return z.transpose(-1, -2) @ z
 
     @staticmethod
+    @_first_order
     def backward(ctx, grad):
         (z,) = ctx.saved_tensors
         return z @ (grad + grad.transpose(-1, -2))
@@ -239,8 +258,7 @@ class _GlobalAttentionRows(torch.autograd.Function):
     U_h = g numerator_hᵀ, the row dots g_i·(s_v + P_i,num,h) are z_i·U_ih + g_i·(s_v + c_num,h);
     the saved tensors are z (the layer's input, alive anyway), the small M, c, s_v and w [.., N, H].
     The backward pass writes into its results block by block, so it is differentiable once:
-    second derivatives (``create_graph=True``) are refused with torch's ``once_differentiable``
-    error."""
+    second derivatives (``create_graph=True``) are refused (:func:`_first_order`)."""
 
     @staticmethod
     def forward(ctx, z, matrix, offset, value_sum, heads, num_nodes, floor):
@@ -267,7 +285,7 @@ class _GlobalAttentionRows(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
+    @_first_order
     def backward(ctx, grad):
         z, matrix, offset, value_sum, weight, live = ctx.saved_tensors
         heads = ctx.heads

@@ -339,14 +339,19 @@ def test_spmm_add_is_out_plus_the_dense_product(row_block: int, alpha: float, fo
         assert torch.allclose(g_got.double(), g_want, rtol=tol, atol=tol)
 
 
-def test_global_difformer_s_refuses_second_derivatives_clearly() -> None:
-    """The blocked backward pass is differentiable once; create_graph=True fails with torch's
-    once_differentiable message, not an obscure out= error."""
-    s = diffusivity("difformer_s", in_channels=3, heads=2, qk_norm="global", dtype=F64)
+@pytest.mark.parametrize("bias", [False, True])
+def test_global_difformer_s_refuses_second_derivatives_clearly(bias: bool) -> None:
+    """The hand-written backward passes are differentiable once: create_graph=True is refused
+    with a message naming the limit, also for a loss linear in the output (where torch's
+    once_differentiable returned a silently wrong second derivative: regression case)."""
+    s = diffusivity("difformer_s", in_channels=3, heads=2, qk_norm="global", bias=bias, dtype=F64)
     z = torch.randn(5, 3, dtype=F64, requires_grad=True)
-    (grad,) = torch.autograd.grad(s(z).square().sum(), z, create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable"):
-        grad.sum().backward()
+    weights = torch.randn(5, 3, dtype=F64)
+    for loss in (lambda: s(z).square().sum(), lambda: (s(z) * weights).sum()):
+        with pytest.raises(RuntimeError, match="first derivatives only"):
+            torch.autograd.grad(loss(), z, create_graph=True)
+    (grad,) = torch.autograd.grad((s(z) * weights).sum(), z)  # first derivatives still work
+    assert torch.isfinite(grad).all()
 
 
 def test_inplace_masked_dropout_overwrites_a_non_contiguous_input() -> None:
@@ -385,3 +390,14 @@ def test_owned_layer_norm_is_layer_norm_in_place_without_autograd(block: int, mo
     for a, b in zip(torch.autograd.grad(out, [x, *owned.parameters()], upstream),
                     torch.autograd.grad(reference(x), [x, *reference.parameters()], upstream)):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("magnitude", [1e-150, 1.0, 1e80, 1e150])
+def test_global_difformer_s_is_scale_invariant_at_extreme_magnitudes(magnitude: float) -> None:
+    """Global q/k norms make S independent of the scale of z (no biases): in float64 S(c z) V
+    equals S(z) V for c from 1e-150 to 1e150, where 1/(‖Q‖ ‖K‖) as one root of the product
+    overflowed at 1e80 (regression case)."""
+    torch.manual_seed(4)
+    s = diffusivity("difformer_s", in_channels=4, heads=1, qk_norm="global", dtype=F64)
+    z, values = torch.randn(7, 4, dtype=F64), torch.randn(7, 4, dtype=F64)
+    assert torch.allclose(s(z * magnitude, values), s(z, values), rtol=1e-12, atol=1e-12)
