@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -130,11 +131,18 @@ def grand_split(y: torch.Tensor, seed: int, *, num_development: int | float = 15
     set must leave test nodes, hold ``per_class`` nodes of every class and more nodes than the
     training nodes (some must validate).
     """
-    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+    if isinstance(per_class, bool) or not isinstance(per_class, numbers.Integral) or per_class < 1:
         raise ValueError(f"per_class (training nodes per class) of the grand split must be a count, an int >= 1 "
                          f"(GRAND's 20), got {per_class!r}")
+    per_class = int(per_class)
+    if y.dim() != 1:
+        raise ValueError(f"the grand split needs one class label per node, y of shape [N], got {list(y.shape)} "
+                         "(multi-label targets have no per-class training sets)")
     y = y.cpu()
     n = y.numel()
+    if n < 3:
+        raise ValueError(f"the grand split needs a graph (its largest connected component) of at least 3 nodes for "
+                         f"training, validation and test nodes, got {n}; use a random split (--split random)")
     n_development = _count("num_development", num_development, n)
     if n_development >= n:
         raise ValueError(

@@ -303,8 +303,8 @@ def _forward(model: nn.Module, x: torch.Tensor, chunk_size: int, keep_hidden: bo
         logits = _write(logits, rows, model.decoder(hidden_rows), n)
 
     hidden = None
-    for rows in row_blocks(n, chunk_size):
-        hidden = _write(hidden, rows, model.encoder(x[rows]), n)
+    for rows in row_blocks(n, chunk_size):  # CSR features (sparse_features) by rows of the CSR matrix
+        hidden = _write(hidden, rows, model.encoder(csr_rows(x, rows) if x.layout == torch.sparse_csr else x[rows]), n)
     # Z⁰ (the source term's target) is the stack's input for a discrete stack and the block's own
     # input in a continuous one: the encoder's output either way, kept only while a field reads it.
     z0 = hidden if any(stage.field.source_weight > 0 for stage in stages) else None

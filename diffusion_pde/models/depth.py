@@ -52,7 +52,8 @@ class DiscreteDiffusion(nn.Module):
         bad = solvers.count_nonfinite(z)
         if bad:
             raise ValueError(f"the input state of the diffusion (the encoder's output) contains {bad} non-finite "
-                             "(NaN or Inf) entries; clean the input features")
+                             "(NaN or Inf) entries: non-finite input features (clean them) or encoder weights (e.g. "
+                             "after a diverged training step)")
         out = [z]
         for block, post in zip(self.blocks, self.posts):
             out.append(post(block(out[-1], source_state=z, checks=False)))

@@ -397,6 +397,10 @@ def train_run(
     interrupt a run). A NaN or Inf raises :class:`NonFiniteError` before its epoch is checkpointed.
     """
     device = data.x.device
+    bad = solvers.count_nonfinite(data.x.values() if data.x.layout != torch.strided else data.x)
+    if bad:
+        raise ValueError(f"data.x contains {bad} non-finite (NaN or Inf) features: clean them (e.g. "
+                         "torch.nan_to_num(data.x)) before training")
     dist_ = distribution or Distribution()
     split = split.to(device)
     dist_.check_batches(config.batch_size)
@@ -417,6 +421,8 @@ def train_run(
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
+        for group in optimizer.param_groups:  # a checkpoint of an older version holds fused=None: keep ours
+            group["fused"] = optimizer.defaults["fused"]
         history, best = ckpt["history"], ckpt["best"]
         _set_rng_state(ckpt["rng"][dist_.rank])
         start = ckpt["epoch"] + 1

@@ -171,3 +171,19 @@ def test_the_command_line_trains_and_predicts_on_the_component(tmp_path: Path, c
     assert rows[:, 0].astype(int).tolist() == component.n_id.tolist()               # Cora's own node ids
     expected = predict(load_model(out), component).probabilities.numpy()
     assert np.array_equal(rows[:, 2:].astype(np.float32), expected)
+
+
+def test_grand_split_edge_inputs():
+    """numpy integer counts are counts; a [N, K] target and a component too small for three node
+    sets are refused with the fix (regression cases from a review)."""
+    import numpy as np
+
+    from diffusion_pde.data import grand_split
+
+    y = torch.arange(40) % 2
+    split = grand_split(y, 0, num_development=20, per_class=np.int64(3))
+    assert split.train.numel() == 6
+    with pytest.raises(ValueError, match=r"y of shape \[N\]"):
+        grand_split(torch.zeros(40, 2, dtype=torch.long), 0, num_development=20, per_class=3)
+    with pytest.raises(ValueError, match="at least 3 nodes"):
+        grand_split(torch.zeros(1, dtype=torch.long), 0, num_development=1, per_class=1)

@@ -134,3 +134,12 @@ def test_the_train_command_reports_it_in_one_line(tmp_path, capsys):
     assert info.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("diffusion-pde train: error: split 0 run 0: ") and "non-finite (NaN or Inf) at epoch 1" in err
     assert not (out / "split0" / "run0" / "last.pt").exists()
+
+
+def test_non_finite_features_are_refused_before_training():
+    """Through the Python API a NaN feature is named as such before any work (it was reported as a
+    module output blamed on the learning rate: regression case)."""
+    data, split = ring()
+    data.x[3, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"data.x contains 1 non-finite .* clean them"):
+        train_run(difformer(data), data, split, CONFIG, seed=0, progress=False)
