@@ -47,6 +47,7 @@ from diffusion_pde.training import (
     parse_solver,
     resolve,
     run_experiment,
+    train_run,
 )
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
@@ -408,6 +409,16 @@ API_CASES = [
         r"^predict_chunked cannot stream model 'difformer_a': .*predict it in one shot instead"),
     api("predict-chunked-size", "a chunk size of 0", "predict_chunked(build_model(ModelConfig(model='gcn', hidden=4), graph), graph, 0)",
         ValueError, r"^chunk_size must be a positive int \(nodes per chunk\), got 0"),
+    api("train-run-nan-features", "training on features with a NaN (Python API)",
+        "(lambda g: train_run(build_model(ModelConfig(model='gcn', hidden=4), g), g, Split('random', 0, torch.tensor([0, 1]), "
+        "torch.tensor([2]), torch.tensor([3])), TrainConfig(epochs=1), seed=0))(Data(x=torch.tensor([[float('nan')], [1.], "
+        "[0.], [1.]]), edge_index=ei, y=torch.tensor([0, 1, 0, 1])))", ValueError,
+        r"^data\.x contains 1 non-finite \(NaN or Inf\) features: clean them"),
+    api("difformer-s-second-derivatives", "second derivatives through global-norm DIFFormer-s",
+        "torch.autograd.grad(dp.diffusivity('difformer_s', in_channels=3, qk_norm='global')(z.requires_grad_()).sum(), z, "
+        "create_graph=True)", RuntimeError, r"^difformer_s with qk_norm='global' has first derivatives only"),
+    api("grand-split-labels", "GRAND's split of multi-label targets", "dp.data.grand_split(torch.zeros(40, 2, dtype=torch.long), 0)",
+        ValueError, r"^the grand split needs one class label per node, y of shape \[N\]"),
 ]
 
 CLI_CASES = [
@@ -643,7 +654,7 @@ def namespace() -> dict[str, Any]:
         "parse_solver": parse_solver, "run_experiment": run_experiment, "load_dataset": load_dataset,
         "random_split": random_split, "load_cora": load_cora, "load_checkpoint": load_checkpoint, "Split": Split,
         "load_graph": load_graph, "load_model": load_model, "predict_chunked": predict_chunked,
-        "Distribution": Distribution, "make_split": make_split,
+        "Distribution": Distribution, "make_split": make_split, "train_run": train_run,
     }
 
 
