@@ -310,7 +310,9 @@ class _CSRProduct(torch.autograd.Function):
 
 def csr_rows(matrix: torch.Tensor, rows: slice) -> torch.Tensor:
     """Rows ``rows`` of the CSR ``matrix`` as a [len(rows), N] CSR matrix (views of its columns and
-    values; only the row pointers are new)."""
+    values; only the row pointers are new); ``matrix`` itself when ``rows`` are all of its rows."""
+    if rows.start == 0 and rows.stop == matrix.shape[0]:
+        return matrix
     crow = matrix.crow_indices()
     lo, hi = int(crow[rows.start]), int(crow[rows.stop])
     return _csr(crow[rows.start:rows.stop + 1] - lo, matrix.col_indices()[lo:hi], matrix.values()[lo:hi],
@@ -341,8 +343,6 @@ class _AddCSRProduct(torch.autograd.Function):
         ctx.transpose, ctx.alpha = transpose, alpha
         ctx.mark_dirty(out)
         values = values.detach()
-        if matrix.shape[0] <= ROW_BLOCK:  # one block: the matrix itself
-            return out.add_(_gather_rows(matrix, values), alpha=alpha)
         for rows in row_blocks(matrix.shape[0]):
             out[rows].add_(_gather_rows(csr_rows(matrix, rows), values), alpha=alpha)
         return out

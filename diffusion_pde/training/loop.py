@@ -106,11 +106,14 @@ def _describe(quantity: str, name: str | None) -> str:
     return {"loss": "the training loss", "val_loss": "the validation loss"}[quantity]
 
 
+def _stored(tensor: torch.Tensor) -> torch.Tensor:
+    """The entries of a dense tensor, the stored values of a sparse one."""
+    return tensor if tensor.layout == torch.strided else tensor.values()
+
+
 def _finite(tensor: torch.Tensor) -> bool:
     """Whether every (stored) entry of a dense or sparse tensor is finite."""
-    if tensor.layout != torch.strided:
-        tensor = tensor.values()
-    return bool(torch.isfinite(tensor).all())
+    return bool(torch.isfinite(_stored(tensor)).all())
 
 
 def _first_nonfinite(named: Iterable[tuple[str, torch.Tensor | None]]) -> str | None:
@@ -397,7 +400,7 @@ def train_run(
     interrupt a run). A NaN or Inf raises :class:`NonFiniteError` before its epoch is checkpointed.
     """
     device = data.x.device
-    bad = solvers.count_nonfinite(data.x.values() if data.x.layout != torch.strided else data.x)
+    bad = solvers.count_nonfinite(_stored(data.x))
     if bad:
         raise ValueError(f"data.x contains {bad} non-finite (NaN or Inf) features: clean them (e.g. "
                          "torch.nan_to_num(data.x)) before training")
