@@ -1,0 +1,205 @@
+"""Training sequence classifiers: AdamW on mini-batches of sequences, evaluation of the three
+parts every epoch, the test accuracy at the epoch of best validation accuracy, atomic checkpoints
+and exact resume — the node trainer's contract (:mod:`.loop`) for batches of sequences.
+
+An epoch shuffles the training sequences with a generator seeded by (seed, epoch), so a resumed
+run draws the same batches; each batch is cut to its longest sequence (padding beyond it is never
+computed). ``last.pt`` holds the model, the optimiser, the history, the best state and torch's
+random state (dropout), so a run interrupted after epoch e and resumed reproduces the
+uninterrupted run bit for bit on the same machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..data.sequences import SequenceData
+from ..models.sequence import SequenceClassifier
+from .checkpoint import save_atomic, write_json_atomic
+from .loop import RunResult, _digest, _rng_state, _set_rng_state, first_epoch_reaching, read_last
+
+
+@dataclass(frozen=True)
+class SequenceTrainConfig:
+    """AdamW (decoupled ``weight_decay``) with learning rate ``lr`` on the cross-entropy of
+    mini-batches of ``batch_size`` training sequences; gradients clipped to total norm
+    ``max_grad_norm`` (None: not clipped); evaluation in batches of ``eval_batch_size``;
+    ``epochs`` at most, ``patience`` epochs without a better validation accuracy stop the run
+    (None: never); ``last.pt`` every ``checkpoint_every`` epochs and at the end."""
+
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    max_grad_norm: float | None = 1.0
+    eval_batch_size: int = 128
+    patience: int | None = None
+    checkpoint_every: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_batch_size", "checkpoint_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(self.patience, int)
+                                          or self.patience < 1):
+            raise ValueError(f"patience must be a positive int or None, got {self.patience!r}")
+        for name in ("lr", "weight_decay"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= (0 if name == "weight_decay" else 1e-300)):
+                raise ValueError(f"{name} must be a finite number {'>= 0' if name == 'weight_decay' else '> 0'}, got {value!r}")
+        if self.max_grad_norm is not None and not (isinstance(self.max_grad_norm, (int, float)) and self.max_grad_norm > 0):
+            raise ValueError(f"max_grad_norm must be > 0 or None, got {self.max_grad_norm!r}")
+
+
+def sequence_fingerprint(model: SequenceClassifier, config: SequenceTrainConfig, data: SequenceData,
+                         seed: int) -> dict[str, Any]:
+    """What a run's checkpoints must have been written with to be resumed (the node trainer's
+    layout: model and training settings, the data's identity and contents, the split, the seed)."""
+    train = {k: v for k, v in dataclasses.asdict(config).items() if k != "checkpoint_every"}
+    return {"model": dataclasses.asdict(model.config), "train": train,
+            "data": {"name": data.name, "inputs": _digest(data.inputs), "y": _digest(data.y),
+                     "lengths": _digest(data.lengths)},
+            "split": {part: _digest(getattr(data, part)) for part in ("train", "val", "test")},
+            "seed": seed, "world_size": 1}
+
+
+def _batch(data: SequenceData, index: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, ...]:
+    lengths = data.lengths[index]
+    inputs = data.inputs[index, :int(lengths.max())]
+    return inputs.to(device), lengths.to(device), data.y[index].to(device)
+
+
+@torch.no_grad()
+def evaluate_sequences(model: SequenceClassifier, data: SequenceData, index: torch.Tensor,
+                       batch_size: int = 128) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of ``model`` in eval mode over the sequences ``index``."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    correct, loss = 0, 0.0
+    try:
+        # sorted by length, so that each batch pads little
+        order = index[torch.argsort(data.lengths[index], stable=True)]
+        for chunk in order.split(batch_size):
+            inputs, lengths, y = _batch(data, chunk, device)
+            logits = model(inputs, lengths)
+            correct += int((logits.argmax(dim=-1) == y).sum())
+            loss += float(F.cross_entropy(logits, y, reduction="sum"))
+    finally:
+        model.train(was_training)
+    return correct / max(1, len(index)), loss / max(1, len(index))
+
+
+def train_sequences(model: SequenceClassifier, data: SequenceData, config: SequenceTrainConfig, *, seed: int,
+                    run: int = 0, run_dir: str | Path | None = None, resume: bool = False,
+                    progress: bool | None = None,
+                    on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> RunResult:
+    """Train ``model`` (already seeded) on ``data``'s training sequences; return the
+    :class:`~.loop.RunResult` (accuracies in [0, 1], epochs from 1). With ``run_dir``: ``last.pt``
+    and ``best.pt`` (the best validation epoch's weights) and ``result.json``; ``resume``
+    continues from ``last.pt`` written with the same settings and data."""
+    device = next(model.parameters()).device
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    expected = sequence_fingerprint(model, config, data, seed)
+    run_dir = Path(run_dir) if run_dir is not None else None
+    history: list[dict[str, float]] = []
+    best: dict[str, Any] = {"epoch": 0, "score": -1.0, "state": None, "metrics": None}
+    start = 1
+    ckpt = read_last(run_dir, expected, device) if run_dir is not None and resume else None
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        history, best = ckpt["history"], ckpt["best"]
+        _set_rng_state(ckpt["rng"][0])
+        start = ckpt["epoch"] + 1
+    rebuild = {"architecture": {"config": dataclasses.asdict(model.config), "num_classes": data.num_classes,
+                                "max_length": data.max_length, "vocab_size": data.vocab_size,
+                                "channels": data.channels},
+               "dataset": data.source}
+
+    saved = start - 1
+
+    def checkpoint(epoch: int) -> None:
+        nonlocal saved
+        saved = epoch
+        if run_dir is None:
+            return
+        if best["state"] is not None:
+            save_atomic({"epoch": best["epoch"], "model": best["state"], "metrics": best["metrics"],
+                         "fingerprint": expected, **rebuild}, run_dir / "best.pt")
+        save_atomic({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "history": history, "best": best, "rng": [_rng_state()], "fingerprint": expected, **rebuild},
+                    run_dir / "last.pt")
+
+    if ckpt is None:
+        torch.manual_seed(seed)  # dropout draws
+    since_best = 0 if not history else history[-1]["epoch"] - best["epoch"]
+    stopped_early = False
+    for epoch in range(start, config.epochs + 1):
+        if config.patience is not None and since_best >= config.patience:
+            stopped_early = True
+            break
+        started = time.perf_counter()
+        model.train()
+        order = data.train[torch.randperm(len(data.train), generator=torch.Generator().manual_seed(
+            seed * 1_000_003 + epoch))]
+        total, correct, seen = 0.0, 0, 0
+        batches = order.split(config.batch_size)
+        for chunk in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not progress if progress is not None else None):
+            inputs, lengths, y = _batch(data, chunk, device)
+            logits = model(inputs, lengths)
+            loss = F.cross_entropy(logits, y)
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"epoch {epoch}: the training loss is {loss_value} (NaN/Inf); lower the "
+                                         "learning rate (--lr) or check the inputs")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            total += loss_value * len(chunk)
+            correct += int((logits.argmax(dim=-1) == y).sum())
+            seen += len(chunk)
+        train_seconds = time.perf_counter() - started
+        val_acc, val_loss = evaluate_sequences(model, data, data.val, config.eval_batch_size)
+        test_acc, _ = evaluate_sequences(model, data, data.test, config.eval_batch_size)
+        row = {"epoch": epoch, "loss": total / seen, "train_acc": correct / seen, "val_acc": val_acc,
+               "test_acc": test_acc, "val_loss": val_loss, "seconds": time.perf_counter() - started,
+               "train_seconds": train_seconds}
+        history.append(row)
+        if val_acc > best["score"]:
+            best = {"epoch": epoch, "score": val_acc, "metrics": dict(row),
+                    "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+            since_best = 0
+        else:
+            since_best += 1
+        if on_epoch is not None:
+            on_epoch(epoch, row)
+        if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
+            checkpoint(epoch)
+    if history and saved != history[-1]["epoch"]:  # stopped early between checkpoints
+        checkpoint(int(history[-1]["epoch"]))
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    chosen = best["metrics"]
+    majority = float(torch.bincount(data.y[data.test], minlength=data.num_classes).max()) / max(1, len(data.test))
+    result = RunResult(
+        split=0, run=run, seed=seed, best_epoch=best["epoch"], val_acc=chosen["val_acc"], test_acc=chosen["test_acc"],
+        train_acc=chosen["train_acc"], metric="accuracy", val_score=chosen["val_acc"], test_score=chosen["test_acc"],
+        epochs_run=len(history), stopped_early=stopped_early, first_epoch_70=first_epoch_reaching(history),
+        chance=majority, seconds_per_epoch=sum(r["seconds"] for r in history) / len(history), peak_memory_mb=None,
+        extra={"parameters": sum(p.numel() for p in model.parameters())}, history=history)
+    if run_dir is not None:
+        write_json_atomic(result.summary(), run_dir / "result.json")
+    return result
