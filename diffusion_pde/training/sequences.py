@@ -2,9 +2,11 @@
 parts every epoch, the test accuracy at the epoch of best validation accuracy, atomic checkpoints
 and exact resume — the node trainer's contract (:mod:`.loop`) for batches of sequences.
 
-An epoch shuffles the training sequences with a generator seeded by (seed, epoch), so a resumed
-run draws the same batches; each batch is cut to its longest sequence (padding beyond it is never
-computed). ``last.pt`` holds the model, the optimiser, the history, the best state and torch's
+Batches hold sequences of one length (:func:`length_batches`), so no model ever computes on
+padding: an epoch shuffles the training sequences with a generator seeded by (seed, epoch), groups
+them by length into batches of at most ``batch_size`` and shuffles the batches, so a resumed run
+draws the same batches. (With equal lengths, as MNIST-1D and pixel sequences, these are plain
+shuffled mini-batches.) ``last.pt`` holds the model, the optimiser, the history, the best state and torch's
 random state (dropout), so a run interrupted after epoch e and resumed reproduces the
 uninterrupted run bit for bit on the same machine.
 """
@@ -73,6 +75,21 @@ def sequence_fingerprint(model: SequenceClassifier, config: SequenceTrainConfig,
             "seed": seed, "world_size": 1}
 
 
+def length_batches(index: torch.Tensor, lengths: torch.Tensor, batch_size: int,
+                   generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    """``index`` split into batches of at most ``batch_size`` sequences of one length each: in a
+    random order drawn from ``generator`` (batches and their members), or sorted without one."""
+    if generator is not None:
+        index = index[torch.randperm(len(index), generator=generator)]
+    order = torch.argsort(lengths[index], stable=True)
+    index = index[order]
+    _, counts = torch.unique_consecutive(lengths[index], return_counts=True)
+    batches = [chunk for group in index.split(counts.tolist()) for chunk in group.split(batch_size)]
+    if generator is not None:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+    return batches
+
+
 def _batch(data: SequenceData, index: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, ...]:
     lengths = data.lengths[index]
     inputs = data.inputs[index, :int(lengths.max())]
@@ -88,9 +105,7 @@ def evaluate_sequences(model: SequenceClassifier, data: SequenceData, index: tor
     device = next(model.parameters()).device
     correct, loss = 0, 0.0
     try:
-        # sorted by length, so that each batch pads little
-        order = index[torch.argsort(data.lengths[index], stable=True)]
-        for chunk in order.split(batch_size):
+        for chunk in length_batches(index, data.lengths, batch_size):
             inputs, lengths, y = _batch(data, chunk, device)
             logits = model(inputs, lengths)
             correct += int((logits.argmax(dim=-1) == y).sum())
@@ -151,10 +166,9 @@ def train_sequences(model: SequenceClassifier, data: SequenceData, config: Seque
             break
         started = time.perf_counter()
         model.train()
-        order = data.train[torch.randperm(len(data.train), generator=torch.Generator().manual_seed(
-            seed * 1_000_003 + epoch))]
+        batches = length_batches(data.train, data.lengths, config.batch_size,
+                                 torch.Generator().manual_seed(seed * 1_000_003 + epoch))
         total, correct, seen = 0.0, 0, 0
-        batches = order.split(config.batch_size)
         for chunk in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not progress if progress is not None else None):
             inputs, lengths, y = _batch(data, chunk, device)
             logits = model(inputs, lengths)

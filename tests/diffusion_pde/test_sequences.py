@@ -198,3 +198,16 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     with pytest.raises(ValueError, match="lr 0.001 then, 0.01 now"):
         train_sequences(net, data, SequenceTrainConfig(epochs=2, batch_size=16, lr=0.01), seed=0, run_dir=tmp_path,
                         resume=True, progress=False)
+
+
+def test_length_batches_partition_by_length():
+    from diffusion_pde.training.sequences import length_batches
+
+    lengths = torch.tensor([5, 3, 5, 5, 3, 7, 5, 3, 3, 3])
+    index = torch.tensor([0, 1, 2, 3, 4, 6, 7, 8, 9])  # 5 left out
+    for generator in (None, torch.Generator().manual_seed(1)):
+        batches = length_batches(index, lengths, 2, generator)
+        assert sorted(torch.cat(batches).tolist()) == index.tolist()
+        assert all(len(b) <= 2 and len(set(lengths[b].tolist())) == 1 for b in batches)
+    again = length_batches(index, lengths, 2, torch.Generator().manual_seed(1))
+    assert [b.tolist() for b in again] == [b.tolist() for b in length_batches(index, lengths, 2, torch.Generator().manual_seed(1))]
