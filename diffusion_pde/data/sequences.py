@@ -206,11 +206,15 @@ def load_mnist1d(*, num_val: int = 500, seed: int = 0) -> SequenceData:
 
 # ---------------------------------------------------------------- pixel sequences
 
+PIXEL_SPLIT_DEFAULTS = {"digits-seq": 300, "fashion-mnist-seq": 1_000}  # validation and test images each
+
+
 def load_pixel_sequences(name: str, *, root: str | Path | None = None, num_instances: int | None = None,
-                         num_val: int = 1_000, num_test: int = 1_000, seed: int = 0) -> SequenceData:
+                         num_val: int | None = None, num_test: int | None = None, seed: int = 0) -> SequenceData:
     """``digits-seq`` / ``fashion-mnist-seq``: the images of ``digits`` / ``fashion-mnist`` as
-    pixel sequences (row-major, one channel in [0, 1]); ``num_val`` and ``num_test`` images drawn
-    with ``seed`` validate and test, the rest train."""
+    pixel sequences (row-major, one channel in [0, 1]; ``num_instances`` as for the image
+    dataset); ``num_val`` and ``num_test`` images (default 300 each on digits, 1,000 on
+    Fashion-MNIST) drawn with ``seed`` validate and test, the rest train."""
     from .datasets import default_cache
     from .instances import load_instances
 
@@ -219,7 +223,8 @@ def load_pixel_sequences(name: str, *, root: str | Path | None = None, num_insta
         raise ValueError(f"unknown pixel-sequence dataset {name!r}; valid: digits-seq, fashion-mnist-seq")
     data = load_instances(image, None if root is None else Path(root), default_cache(), num_instances=num_instances)
     x, y = data.x.to(torch.float32), data.y.to(torch.long)
-    num_val, num_test = _check_count("num_val", num_val, 1), _check_count("num_test", num_test, 1)
+    num_val = _check_count("num_val", PIXEL_SPLIT_DEFAULTS[name] if num_val is None else num_val, 1)
+    num_test = _check_count("num_test", PIXEL_SPLIT_DEFAULTS[name] if num_test is None else num_test, 1)
     if num_val + num_test >= len(y):
         raise ValueError(f"num_val + num_test ({num_val} + {num_test}) must leave training images of the {len(y)}")
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(int(seed)))

@@ -47,7 +47,7 @@ class SequenceModelConfig:
     heads: int = 1
     dropout: float = 0.1
     positions: bool = True
-    kernel: str = "laplacian"
+    kernel: str = "sequence_window"
     window: int = 4
     causal: bool = False
     reaction: str = "mlp"

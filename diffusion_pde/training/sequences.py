@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +25,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..data.sequences import SequenceData
-from ..models.sequence import SequenceClassifier
-from .checkpoint import save_atomic, write_json_atomic
-from .loop import RunResult, _digest, _rng_state, _set_rng_state, first_epoch_reaching, read_last
+from ..data.sequences import SequenceData, load_sequences
+from ..models.sequence import SequenceClassifier, SequenceModelConfig, build_sequence_model
+from .checkpoint import save_atomic, write_json_atomic, write_text_atomic
+from .experiment import _csv
+from .loop import RunResult, _digest, _rng_state, _set_rng_state, first_epoch_reaching, history_fields, read_last
+from .outputs import check_out, make_results_folder, remove_results, results_path
 
 
 @dataclass(frozen=True)
@@ -217,3 +220,111 @@ def train_sequences(model: SequenceClassifier, data: SequenceData, config: Seque
     if run_dir is not None:
         write_json_atomic(result.summary(), run_dir / "result.json")
     return result
+
+
+SUMMARY_FIELDS = ("run", "seed", "best_epoch", "val_acc", "test_acc", "train_acc", "epochs_run", "stopped_early",
+                  "first_epoch_70", "chance", "seconds_per_epoch")
+
+
+@dataclass
+class SequenceExperiment:
+    """A checked sequence-classification experiment (from :func:`prepare_sequences`): ``run()``
+    trains ``runs`` initialisations (seeds ``seed``..``seed + runs − 1``) and writes them."""
+
+    data: SequenceData
+    model_config: SequenceModelConfig
+    train_config: SequenceTrainConfig
+    runs: int
+    seed: int
+    device: torch.device
+    out: Path | None
+    resume: bool
+    overwrite: bool
+
+    def run_dir(self, r: int) -> Path | None:
+        return self.out / "split0" / f"run{r}" if self.out is not None else None
+
+    def build(self) -> SequenceClassifier:
+        """A fresh model for this data (drawn from torch's global generator)."""
+        data = self.data
+        return build_sequence_model(self.model_config, num_classes=data.num_classes, max_length=data.max_length,
+                                    vocab_size=data.vocab_size, channels=data.channels).to(self.device)
+
+    def run(self, *, progress: bool | None = None, log: Callable[[str], None] = print,
+            on_run: Callable[[RunResult, SequenceClassifier], None] | None = None) -> dict[str, Any]:
+        """Train every run (``overwrite``: after deleting ``out``'s results), write and return the
+        results; ``on_run(result, model)`` sees every finished run with its best weights."""
+        if self.out is not None:
+            if self.overwrite:
+                remove_results(self.out)
+            make_results_folder(self.out)
+        results: list[RunResult] = []
+        started = time.perf_counter()
+        for r in range(self.runs):
+            run_seed = self.seed + r
+            torch.manual_seed(run_seed)
+            model = self.build()
+            run_dir = self.run_dir(r)
+            if run_dir is not None:
+                make_results_folder(run_dir.parent)
+                make_results_folder(run_dir)
+            result = train_sequences(model, self.data, self.train_config, seed=run_seed, run=r, run_dir=run_dir,
+                                     resume=self.resume, progress=progress)
+            if run_dir is not None:
+                write_text_atomic(_csv(result.history, history_fields()), run_dir / "history.csv")
+            results.append(result)
+            if on_run is not None:
+                on_run(result, model)
+            log(f"run {r}: test accuracy {100 * result.test_acc:.1f} at epoch {result.best_epoch} (val "
+                f"{100 * result.val_acc:.1f}; {result.seconds_per_epoch:.1f} s/epoch)")
+        test = [100 * r.test_acc for r in results]
+        val = [100 * r.val_acc for r in results]
+        payload = {
+            "task": "sequence classification", "dataset": self.data.name, "source": dict(self.data.source),
+            "num_sequences": len(self.data.y), "max_length": self.data.max_length,
+            "split_sizes": [len(self.data.train), len(self.data.val), len(self.data.test)],
+            "runs": self.runs, "seed": self.seed, "device": str(self.device),
+            "model": dataclasses.asdict(self.model_config), "train": dataclasses.asdict(self.train_config),
+            "parameters": results[0].extra["parameters"],
+            "summary": {"test_mean": statistics.fmean(test), "test_std": statistics.stdev(test) if len(test) > 1 else 0.0,
+                        "val_mean": statistics.fmean(val), "chance": 100 * results[0].chance,
+                        "seconds_per_epoch": statistics.fmean(r.seconds_per_epoch for r in results),
+                        "num_runs": len(results)},
+            "results": [r.summary() for r in results], "wall_seconds": time.perf_counter() - started,
+        }
+        if self.out is not None:
+            write_json_atomic(payload, self.out / "results.json")
+            write_text_atomic(_csv([r.summary() for r in results], SUMMARY_FIELDS), self.out / "results.csv")
+        return payload
+
+
+def prepare_sequences(dataset: str | SequenceData, model_config: SequenceModelConfig,
+                      train_config: SequenceTrainConfig, *, runs: int = 1, seed: int = 0,
+                      root: str | Path | None = None, device: torch.device | str = "cpu",
+                      out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
+                      data_options: dict[str, Any] | None = None) -> SequenceExperiment:
+    """Check a sequence-classification experiment and load (or generate) its data, training
+    nothing and touching no file: ``dataset`` a name of
+    :data:`~diffusion_pde.data.sequences.SEQUENCE_DATASETS` (with ``data_options`` for its loader)
+    or a :class:`~diffusion_pde.data.sequences.SequenceData`. Raises ValueError/TypeError naming
+    the argument and the fix (bad settings, an ``out`` that is not ours or holds results without
+    ``resume``/``overwrite``, a checkpoint written with other settings on resume)."""
+    if not isinstance(model_config, SequenceModelConfig):
+        raise TypeError(f"model_config must be a SequenceModelConfig, got {type(model_config).__name__}")
+    if not isinstance(train_config, SequenceTrainConfig):
+        raise TypeError(f"train_config must be a SequenceTrainConfig, got {type(train_config).__name__}")
+    for arg, value, least in (("runs", runs, 1), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{arg} must be an int >= {least}, got {value!r}")
+    if out is not None:
+        check_out(Path(out), resume, overwrite)
+    out_dir = results_path(out) if out is not None else None
+    data = dataset if isinstance(dataset, SequenceData) else load_sequences(dataset, root=root, **(data_options or {}))
+    experiment = SequenceExperiment(data, model_config, train_config, runs, seed, torch.device(device), out_dir,
+                                    resume, overwrite)
+    if resume and out_dir is not None:
+        for r in range(runs):
+            run_dir = experiment.run_dir(r)
+            torch.manual_seed(seed + r)
+            read_last(run_dir, sequence_fingerprint(experiment.build(), train_config, data, seed + r))
+    return experiment

@@ -211,3 +211,42 @@ def test_length_batches_partition_by_length():
         assert all(len(b) <= 2 and len(set(lengths[b].tolist())) == 1 for b in batches)
     again = length_batches(index, lengths, 2, torch.Generator().manual_seed(1))
     assert [b.tolist() for b in again] == [b.tolist() for b in length_batches(index, lengths, 2, torch.Generator().manual_seed(1))]
+
+
+def _cli(*argv):
+    from diffusion_pde.cli import main
+
+    return main(list(argv))
+
+
+def test_cli_trains_writes_and_resumes(tmp_path, capsys):
+    out = tmp_path / "run"
+    flags = ["train", "--task", "sequence", "--dataset", "digits-seq", "--model", "ldn", "--hidden", "8", "--layers",
+             "1", "--epochs", "2", "--out", str(out), "--quiet"]
+    assert _cli(*flags, "--plot") == 0
+    first = (out / "results.json").read_text()
+    assert (out / "curves.png").exists() and (out / "split0" / "run0" / "history.csv").exists()
+    assert _cli(*flags, "--resume") == 0  # finished: the stored result again
+    import json
+
+    assert json.loads((out / "results.json").read_text())["results"] == json.loads(first)["results"]
+    with pytest.raises(SystemExit) as stop:  # results there: refused without --resume/--overwrite
+        _cli(*flags)
+    assert stop.value.code == 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dataset", "cora", "--model", "lstm"], "--model lstm classifies sequences"),
+    (["--task", "sequence", "--dataset", "cora"], "--task sequence classifies sequences"),
+    (["--dataset", "mnist1d", "--model", "gcn"], "is a node model"),
+    (["--dataset", "mnist1d", "--model", "lstm", "--knn", "3"], "--knn: sequence classification does not use it"),
+    (["--dataset", "mnist1d", "--model", "cnn", "--kernel", "sequence_global"], "--kernel set(s) the LDN layers"),
+    (["--dataset", "mnist1d", "--model", "ldn", "--causal"], "turn the attention off"),
+    (["--dataset", "mnist1d", "--model", "ldn", "--num-train", "5"], "--num-train sets the generated ListOps"),
+    (["--dataset", "mnist1d", "--model", "ldn", "--test-size", "5"], "MNIST-1D keeps its own"),
+])
+def test_cli_refuses_what_sequences_cannot_use(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as stop:
+        _cli("train", *argv, "--out", str(tmp_path / "x"))
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err
