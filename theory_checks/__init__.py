@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ._registry import Check, Outcome, Profile, Result, check, for_all, registered_checks, run_check
 
-CHECK_MODULES = ("energy_descent", "correspondences", "structure", "solver_theory")
+CHECK_MODULES = ("energy_descent", "correspondences", "structure", "solver_theory", "sequence_diffusion")
 
 
 def load_checks() -> tuple[Check, ...]:

@@ -25,6 +25,12 @@ class DiffusivityProperties:
     nonnegative: S_ij ≥ 0.
     depends_on_state: S changes with Z (attention); False for a fixed graph operator.
     cost: time per application to an N×d value tensor, e.g. ``"O(E d)"``.
+    rows_sum_to_one: S 𝟙 = 𝟙 without S ≥ 0 (constants are fixed points; the rows of the generator
+        S − I sum to zero); implied by row_stochastic (None: the same as row_stochastic).
+    permutation_equivariant: relabelling the nodes relabels S, S_{π}(PZ) = P S(Z) Pᵀ (graph
+        operators and attention); False for the position kernels of sequences.
+    shift_equivariant: (position kernels) shifting a sequence shifts S Z, for the positions whose
+        window stays inside the sequence; not claimed (False) for the others.
     """
 
     row_stochastic: bool
@@ -32,6 +38,13 @@ class DiffusivityProperties:
     nonnegative: bool
     depends_on_state: bool
     cost: str
+    rows_sum_to_one: bool | None = None
+    permutation_equivariant: bool = True
+    shift_equivariant: bool = False
+
+    def __post_init__(self) -> None:
+        if self.rows_sum_to_one is None:
+            object.__setattr__(self, "rows_sum_to_one", self.row_stochastic)
 
 
 class Diffusivity(nn.Module):

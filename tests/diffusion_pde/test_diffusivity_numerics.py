@@ -55,12 +55,20 @@ CASES: dict[str, tuple[str, dict]] = {
     **{f"energy_{delta}": ("energy", {"delta": delta}) for delta in PENALTIES},
     "mix_attention": ("mix", {"first": ("difformer_a", {}), "second": ("gat", {}), "weight": 0.3}),
     "mix_graph": ("mix", {"first": ("difformer_s", {}), "second": ("gin", {"eps": 0.25}), "weight": 0.6}),
+    "sequence_laplacian": ("sequence_laplacian", {"heads": 2}),
+    "sequence_laplacian_causal": ("sequence_laplacian", {"causal": True}),
+    "sequence_window": ("sequence_window", {"window": 3, "heads": 2}),
+    "sequence_window_symmetric": ("sequence_window", {"window": 2, "symmetric": True}),
+    "sequence_window_causal": ("sequence_window", {"window": 2, "causal": True}),
+    "sequence_global": ("sequence_global", {"heads": 2, "scales": 3}),
+    "sequence_global_symmetric": ("sequence_global", {"symmetric": True}),
+    "sequence_global_causal": ("sequence_global", {"causal": True, "scales": 2}),
 }
 
 
 def channel_multiple(name: str, params: dict) -> int:
-    """gat and transformer split the channels into their heads."""
-    return params.get("heads", 1) if name in ("gat", "transformer") else 1
+    """gat, transformer and the position kernels split the channels into their heads."""
+    return params.get("heads", 1) if name in ("gat", "transformer") or name.startswith("sequence_") else 1
 
 
 def build(name: str, params: dict, graph: Data, channels: int, dtype: torch.dtype):
@@ -400,8 +408,8 @@ def check_extreme(case: str, n: int, width: int, dtype: torch.dtype, seed: int, 
         size = float(m.abs().max())
         if props.nonnegative or props.row_stochastic:
             assert float(m.min()) >= -PROPERTY_TOL * eps * size
-        if props.row_stochastic:
-            assert float((m.sum(-1) - 1).abs().max()) <= PROPERTY_TOL * n * eps
+        if props.rows_sum_to_one:
+            assert float((m.sum(-1) - 1).abs().max()) <= PROPERTY_TOL * n * eps * max(1.0, size)
         if props.symmetric:
             assert float((m - m.T).abs().max()) <= PROPERTY_TOL * eps * size
     if not props.depends_on_state:  # the same S for another state
@@ -542,13 +550,13 @@ LINEAR = {case for case, (name, _) in CASES.items() if name in ("identity", "gcn
 
 
 def diagonal_value(s) -> float:
-    """c with S = c I on one node, or on a graph without edges for the graph operators: 1 for a
-    row-stochastic S, for gcn (Ã = I, D̃ = I) and identity; 1 + ε for gin; mix: its convex combination."""
+    """c with S = c I on one node, or on a graph without edges for the graph operators: 1 for an S
+    whose rows sum to one, for gcn (Ã = I, D̃ = I) and identity; 1 + ε for gin; mix: its convex combination."""
     if s.name == "gin":
         return 1.0 + float(s.eps.detach())
     if s.name == "mix":
         return (1 - s.weight) * diagonal_value(s.first) + s.weight * diagonal_value(s.second)
-    assert s.properties.row_stochastic or s.name == "gcn"
+    assert s.properties.rows_sum_to_one or s.name == "gcn"
     return 1.0
 
 
