@@ -26,7 +26,9 @@ pixel sequences draw ``num_val`` and ``num_test`` of the (subset of) images with
 from __future__ import annotations
 
 import numbers
+import os
 import random
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,15 +147,27 @@ def _check_count(name: str, value: object, low: int) -> int:
 
 def load_listops(*, num_train: int = 20_000, num_val: int = 2_000, num_test: int = 2_000, min_length: int = 500,
                  max_length: int = 1_000, max_depth: int = 10, max_args: int = 10, seed: int = 0,
-                 progress: bool = False) -> SequenceData:
+                 progress: bool = False, cache: str | Path | None = None) -> SequenceData:
     """ListOps (module docstring): ``num_train`` + ``num_val`` + ``num_test`` expressions drawn
-    from ``random.Random`` streams seeded by (``seed``, part), padded to the longest."""
+    from ``random.Random`` streams seeded by (``seed``, part), padded to the longest. With
+    ``cache`` (a folder) the generated data is kept there (``listops-<options>.pt``, written
+    atomically) and read back by a later call with the same options (20,000 sequences of length
+    500–1,000 take a few minutes to draw)."""
     counts = {name: _check_count(name, value, 1) for name, value in
               (("num_train", num_train), ("num_val", num_val), ("num_test", num_test))}
     min_length, max_length = _check_count("min_length", min_length, 1), _check_count("max_length", max_length, 1)
     if min_length > max_length:
         raise ValueError(f"min_length ({min_length}) must be <= max_length ({max_length})")
     max_depth, max_args = _check_count("max_depth", max_depth, 1), _check_count("max_args", max_args, 2)
+    source = {"name": "listops", **counts, "min_length": min_length, "max_length": max_length, "max_depth": max_depth,
+              "max_args": max_args, "seed": seed}
+    stored = None if cache is None else Path(cache) / ("listops-" + "-".join(f"{v}" for k, v in source.items()
+                                                                             if k != "name") + ".pt")
+    if stored is not None and stored.exists():
+        kept = torch.load(stored, weights_only=True)
+        if kept.get("source") == source:
+            return SequenceData("listops", kept["inputs"], kept["lengths"], kept["y"], 10, len(LISTOPS_VOCAB),
+                                kept["train"], kept["val"], kept["test"], source)
     rows, labels = [], []
     from tqdm.auto import tqdm
 
@@ -173,9 +187,24 @@ def load_listops(*, num_train: int = 20_000, num_val: int = 2_000, num_test: int
         inputs[i, :len(row)] = torch.tensor(row)
     bounds = np.cumsum([0, *counts.values()])
     parts = [torch.arange(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
-    source = {"name": "listops", **counts, "min_length": min_length, "max_length": max_length, "max_depth": max_depth,
-              "max_args": max_args, "seed": seed}
-    return SequenceData("listops", inputs, lengths, torch.tensor(labels), 10, len(LISTOPS_VOCAB), *parts, source)
+    data = SequenceData("listops", inputs, lengths, torch.tensor(labels), 10, len(LISTOPS_VOCAB), *parts, source)
+    if stored is not None:
+        _save_atomic({"source": source, "inputs": inputs, "lengths": lengths, "y": data.y, "train": data.train,
+                      "val": data.val, "test": data.test}, stored)
+    return data
+
+
+def _save_atomic(obj: dict, path: Path) -> None:
+    """``torch.save`` into a temporary file beside ``path``, then renamed over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(obj, stream)
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
 
 
 # ---------------------------------------------------------------- MNIST-1D
@@ -249,4 +278,8 @@ def load_sequences(name: str, *, root: str | Path | None = None, **options: Any)
         raise ValueError(f"unknown sequence dataset {name!r}; valid: {', '.join(SEQUENCE_DATASETS)}")
     if root is not None:
         raise ValueError(f"root (--root) is for datasets read from files; {name!r} is generated: drop --root")
+    if name == "listops":
+        from .datasets import default_cache
+
+        options = {"cache": default_cache(), "progress": True, **options}
     return loader(**options)

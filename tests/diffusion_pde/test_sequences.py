@@ -250,3 +250,14 @@ def test_cli_refuses_what_sequences_cannot_use(argv, message, capsys, tmp_path):
         _cli("train", *argv, "--out", str(tmp_path / "x"))
     assert stop.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_listops_cache_returns_the_same_data(tmp_path):
+    options = dict(num_train=6, num_val=2, num_test=2, min_length=10, max_length=60, max_depth=5)
+    made = load_listops(cache=tmp_path, **options)
+    (stored,) = tmp_path.glob("listops-*.pt")
+    again = load_listops(cache=tmp_path, **options)
+    assert torch.equal(made.inputs, again.inputs) and torch.equal(made.y, again.y) and again.source == made.source
+    assert not list(tmp_path.glob(".*.tmp"))
+    other = load_listops(cache=tmp_path, **{**options, "seed": 1})
+    assert len(list(tmp_path.glob("listops-*.pt"))) == 2 and not torch.equal(other.y, made.y)
