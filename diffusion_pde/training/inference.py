@@ -61,6 +61,15 @@ def find_checkpoint(run: str | Path) -> Path:
     raise ValueError(f"run {run} holds {len(found)} runs ({shown}); give one of their folders")
 
 
+# What a run of another task offers instead of predict/load_model.
+_OTHER_TASKS = {
+    "forecasting": "Its test forecasts are scored in results.json; plot them with diffusion-pde train ... --plot "
+                   "(forecast.png).",
+    "sequence classification": "Load it with diffusion_pde.training.sequences.load_sequence_model(run) and call "
+                               "model(inputs, lengths).",
+}
+
+
 def read_checkpoint(run: str | Path, device: torch.device | str = "cpu") -> tuple[Path, dict[str, Any]]:
     """(path, contents) of the checkpoint ``run`` names, checked to hold what rebuilding needs
     (loaded with ``weights_only``: tensors and plain values only, no code runs)."""
@@ -68,6 +77,10 @@ def read_checkpoint(run: str | Path, device: torch.device | str = "cpu") -> tupl
     ckpt = load_checkpoint(path, device, keys=REBUILD_KEYS, weights_only=True,
                            remedy="train the run again (diffusion-pde train ... --overwrite), or use its other "
                                   "checkpoint (best.pt or last.pt) if that one is intact")
+    task = ckpt["architecture"].get("task", "node classification") if isinstance(ckpt["architecture"], dict) else None
+    if task in _OTHER_TASKS:
+        raise ValueError(f"{path} is a {task} run; predict and load_model read node-classification runs. "
+                         f"{_OTHER_TASKS[task]}")
     return path, ckpt
 
 

@@ -253,7 +253,8 @@ def _digest(tensor: torch.Tensor | None) -> str | None:
 
 # What a change of each fingerprint entry means, for the message refusing a resume.
 _CONTENTS = {"x": "the node features x", "edge_index": "the edges (edge_index)", "edge_weight": "the edge weights",
-             "y": "the labels y", "train": "the training nodes", "val": "the validation nodes", "test": "the test nodes"}
+             "y": "the labels y", "train": "the training nodes", "val": "the validation nodes", "test": "the test nodes",
+             "inputs": "the forecasting inputs (lag windows)", "targets": "the forecasting targets"}
 NOT_FINGERPRINTED = ("checkpoint_every",)  # training settings that do not change the results
 
 
@@ -545,10 +546,12 @@ def train_run(
     return result
 
 
-def stored_result(run_dir: str | Path, expected: dict[str, Any], model: NodeClassifier | None = None) -> RunResult | None:
+def stored_result(run_dir: str | Path, expected: dict[str, Any], model: NodeClassifier | None = None, *,
+                  kind: Callable[..., Any] = RunResult) -> Any:
     """The finished result in ``run_dir`` if it was produced with the ``expected`` fingerprint (its
-    best weights loaded into ``model`` when given), else None. Damaged files raise a ValueError
-    naming the file and the fix."""
+    best weights loaded into ``model`` when given), as ``kind`` (:class:`RunResult`, or another
+    task's result class, built from ``result.json`` and the history), else None. Damaged files
+    raise a ValueError naming the file and the fix."""
     run_dir = Path(run_dir)
     path = run_dir / "result.json"
     if not all((run_dir / name).exists() for name in ("result.json", "last.pt", "best.pt")):
@@ -566,4 +569,4 @@ def stored_result(run_dir: str | Path, expected: dict[str, Any], model: NodeClas
                            remedy="delete it and --resume rebuilds it from last.pt")
     if model is not None:
         model.load_state_dict(best["model"])
-    return RunResult(**stored, history=history)
+    return kind(**stored, history=history)

@@ -24,6 +24,7 @@ from .checkpoint import write_text_atomic
 MARKER = ".diffusion-pde-run"
 RESULT_FILES = frozenset({
     "results.json", "results.csv", "curves.png", "attention.png",     # an experiment
+    "forecast.png",                                                  # a forecasting experiment
     "history.csv", "last.pt", "best.pt", "result.json",              # a (split, run)
     "sweep.json", "sweep.png",                                      # a sweep
 })

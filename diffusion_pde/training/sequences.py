@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ..data.sequences import SequenceData, load_sequences
 from ..models.sequence import SequenceClassifier, SequenceModelConfig, build_sequence_model
-from .checkpoint import save_atomic, write_json_atomic, write_text_atomic
+from .checkpoint import load_checkpoint, save_atomic, write_json_atomic, write_text_atomic
 from .experiment import _csv
 from .loop import RunResult, _digest, _rng_state, _set_rng_state, first_epoch_reaching, history_fields, read_last
 from .outputs import check_out, make_results_folder, remove_results, results_path
@@ -140,7 +140,8 @@ def train_sequences(model: SequenceClassifier, data: SequenceData, config: Seque
         history, best = ckpt["history"], ckpt["best"]
         _set_rng_state(ckpt["rng"][0])
         start = ckpt["epoch"] + 1
-    rebuild = {"architecture": {"config": dataclasses.asdict(model.config), "num_classes": data.num_classes,
+    rebuild = {"architecture": {"task": "sequence classification", "config": dataclasses.asdict(model.config),
+                                "num_classes": data.num_classes,
                                 "max_length": data.max_length, "vocab_size": data.vocab_size,
                                 "channels": data.channels},
                "dataset": data.source}
@@ -328,3 +329,27 @@ def prepare_sequences(dataset: str | SequenceData, model_config: SequenceModelCo
             torch.manual_seed(seed + r)
             read_last(run_dir, sequence_fingerprint(experiment.build(), train_config, data, seed + r))
     return experiment
+
+
+def load_sequence_model(run: str | Path, *, device: torch.device | str = "cpu") -> SequenceClassifier:
+    """The trained sequence classifier of ``run`` (a run folder, a results folder with one run, or
+    a checkpoint file: ``best.pt`` preferred), in eval mode on ``device``: call it as
+    ``model(inputs, lengths)`` (inputs [B, L] tokens or [B, L, C] values) for logits [B, classes].
+    Raises FileNotFoundError (no checkpoint) or ValueError (a damaged checkpoint, or a run of
+    another task), naming the file."""
+    from .inference import find_checkpoint
+
+    path = find_checkpoint(run)
+    ckpt = load_checkpoint(path, device, keys=("model", "architecture"), weights_only=True,
+                           remedy="train the run again (diffusion-pde train ... --overwrite), or use its other "
+                                  "checkpoint (best.pt or last.pt) if that one is intact")
+    spec = ckpt["architecture"]
+    if not isinstance(spec, dict) or spec.get("task") != "sequence classification":
+        raise ValueError(f"{path} is not a sequence-classification run; load node-classification runs with "
+                         "diffusion_pde.training.load_model")
+    with torch.random.fork_rng(devices=[]):  # the initial weights drawn here are replaced at once
+        model = build_sequence_model(SequenceModelConfig(**spec["config"]), num_classes=spec["num_classes"],
+                                     max_length=spec["max_length"], vocab_size=spec["vocab_size"],
+                                     channels=spec["channels"])
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval()

@@ -261,3 +261,31 @@ def test_listops_cache_returns_the_same_data(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
     other = load_listops(cache=tmp_path, **{**options, "seed": 1})
     assert len(list(tmp_path.glob("listops-*.pt"))) == 2 and not torch.equal(other.y, made.y)
+
+
+def test_load_sequence_model_gives_the_trained_logits(tmp_path):
+    from diffusion_pde.training.sequences import evaluate_sequences, load_sequence_model
+
+    data = _tiny_listops()
+    torch.manual_seed(0)
+    net = build_sequence_model(SequenceModelConfig(model="ldn", hidden=8, num_layers=1, heads=2), num_classes=10,
+                               max_length=data.max_length, vocab_size=16)
+    result = train_sequences(net, data, SequenceTrainConfig(epochs=2, batch_size=16), seed=0, run_dir=tmp_path,
+                             progress=False)
+    loaded = load_sequence_model(tmp_path)
+    assert evaluate_sequences(loaded, data, data.test)[0] == result.test_acc
+    inputs, lengths = data.inputs[:1, :data.lengths[0]], data.lengths[:1]
+    assert torch.equal(loaded(inputs, lengths), net.eval()(inputs, lengths))
+    with pytest.raises(ValueError, match="is a sequence classification run; predict and load_model read"):
+        from diffusion_pde.training import load_model
+
+        load_model(tmp_path)
+
+
+def test_predict_cli_names_the_task_of_a_sequence_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _cli("train", "--dataset", "digits-seq", "--model", "cnn", "--hidden", "8", "--layers", "1", "--epochs",
+                "1", "--out", str(out), "--quiet") == 0
+    with pytest.raises(SystemExit) as stop:
+        _cli("predict", str(out), "--out", str(tmp_path / "p.csv"))
+    assert stop.value.code == 2 and "load_sequence_model" in capsys.readouterr().err
