@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import json
 import os
 import re
 import shlex
@@ -36,7 +37,11 @@ import diffusion_pde as dp
 import solvers
 from diffusion_pde.cli import main
 from diffusion_pde.data import Split, load_cora, load_dataset, load_graph, random_split
+from diffusion_pde.data.temporal import load_temporal, temporal_split
+from diffusion_pde.ldn import ldn_field
 from diffusion_pde.models import ModelConfig, build_model, predict_chunked
+from diffusion_pde.reaction import ReactionDiffusionField
+from diffusion_pde.stable_step import StableEulerLayer
 from diffusion_pde.training.distributed import Distribution
 from diffusion_pde.training import (
     MARKER,
@@ -63,6 +68,8 @@ WORK = (
     "diffusion_pde.training.experiment.remove_results",
     "diffusion_pde.cli.sweep.remove_results",
     "theory_checks.run_checks",
+    "diffusion_pde.training.forecasting.ForecastExperiment.run",
+    "diffusion_pde.training.forecasting.forecast_run",
     "shutil.rmtree",
 )
 
@@ -157,6 +164,14 @@ def large_graph(folder: Path) -> None:
     n = 8000
     np.save(folder / "big" / "edge_index.npy", np.stack([np.arange(n - 1), np.arange(1, n)]))
     np.save(folder / "big" / "x.npy", np.ones((n, 1)))
+
+
+def temporal_root(folder: Path) -> None:
+    """``root/SpatioTemporal``: a 3-node chickenpox.json of 12 weeks and an england_covid.json cut off mid-file."""
+    (folder / "root" / "SpatioTemporal").mkdir(parents=True)
+    (folder / "root" / "SpatioTemporal" / "chickenpox.json").write_text(
+        json.dumps({"edges": [[0, 1], [1, 2]], "FX": [[float(t), 0.0, -1.0] for t in range(12)]}))
+    (folder / "root" / "SpatioTemporal" / "england_covid.json").write_text('{"time_periods": 61, "y": [[4, 1')
 
 
 def empty_raw(folder: Path) -> None:
@@ -362,6 +377,24 @@ API_CASES = [
     api("load-dataset-name", "unknown dataset", "load_dataset('coraa')", ValueError, r"unknown dataset 'coraa'; valid datasets: cora"),
     api("load-dataset-root", "a root without the dataset's folder", "load_dataset('pubmed', root='emptyroot')", FileNotFoundError,
         r"no folder emptyroot/Planetoid/PubMed: root must hold", setup=empty_raw),
+    api("load-dataset-knn-graph", "a kNN graph for a dataset that has a graph", "load_dataset('cora', knn=5)", ValueError,
+        r"^knn applies to the datasets without a graph \(digits, fashion-mnist, 20newsgroups\); dataset 'cora'"),
+    api("load-dataset-knn-size", "more neighbours than instances", "load_dataset('digits', num_instances=10, knn=10)",
+        ValueError, r"^knn=10 neighbours per node needs more than 10 nodes, but there are 10: use knn 9 or less"),
+    api("load-dataset-knn-metric", "a kNN metric without a kNN graph", "load_dataset('digits', knn_metric='cosine')",
+        ValueError, r"no graph is built without knn: add knn=K"),
+    api("load-dataset-fashion-files", "Fashion-MNIST's IDX files missing under root",
+        "load_dataset('fashion-mnist', root='emptyroot')", FileNotFoundError,
+        r"--root emptyroot lacks emptyroot/FashionMNIST/raw/train-images-idx3-ubyte\.gz .*nothing is downloaded",
+        setup=empty_raw),
+    api("load-dataset-newsgroups-files", "20 Newsgroups missing under root", "load_dataset('20newsgroups', root='emptyroot')",
+        FileNotFoundError, r"--root emptyroot lacks emptyroot/20newsgroups/20news-bydate_py3\.pkz .*or omit --root to download",
+        setup=empty_raw),
+    api("knn-graph-nan", "a kNN graph of features with NaN",
+        "dp.data.knn_graph(torch.tensor([[0.0, float('nan')], [1.0, 1.0]]), 1)", ValueError, r"x holds NaN or Inf"),
+    api("experiment-no-edges", "GCN on instances without a graph",
+        "run_experiment('digits', ModelConfig(model='gcn'), TrainConfig())", ValueError,
+        r"model gcn propagates over the input graph, but dataset 'digits' has no edges: build a k-nearest-neighbour graph"),
     api("random-split-classes", "too few nodes in a class", "random_split(torch.tensor([0] * 30 + [1] * 5), 0)", ValueError,
         r"class 1 has only 5 nodes, too few for 20 .*per_class"),
     api("random-split-fraction", "a training share per class of 1.5", "random_split(torch.tensor([0, 0, 1, 1]), 0, per_class=1.5)",
@@ -372,6 +405,13 @@ API_CASES = [
         r"homophily must be a number in \[0, 1\], got 1\.5"),
     api("load-dataset-ogb-root", "a root without OGB's folder for ogbn-arxiv", "load_dataset('ogbn-arxiv', root='emptyroot')",
         FileNotFoundError, r"no folder emptyroot/ogbn_arxiv: root must hold OGB's layout", setup=empty_raw),
+    api("load-temporal-root", "a root without the temporal dataset's JSON file", "load_temporal('chickenpox', root='emptyroot')",
+        FileNotFoundError, r"--root emptyroot lacks emptyroot/SpatioTemporal/chickenpox\.json.*omit --root to download",
+        setup=empty_raw),
+    api("load-temporal-damaged", "a temporal dataset's JSON file cut off mid-file", "load_temporal('england-covid', root='root')",
+        ValueError, r"root/SpatioTemporal/england_covid\.json is not valid JSON .*copy it again", setup=temporal_root),
+    api("temporal-split-few", "too few windows for a 20/20/60 split in time", "temporal_split(4)", ValueError,
+        r"4 windows are too few to split 0\.2 / 0\.2 / 0\.6 in time"),
     api("load-dataset-pokec-root", "a root without pokec.mat", "load_dataset('pokec', root='emptyroot')", FileNotFoundError,
         r"--root emptyroot holds neither pokec\.mat nor pokec/pokec\.mat", setup=empty_raw),
     api("load-dataset-cora-geom-gcn", "the geom-gcn splits of the embedded Cora (no download)", "load_dataset('cora', geom_gcn=True)",
@@ -419,6 +459,20 @@ API_CASES = [
         "create_graph=True)", RuntimeError, r"^difformer_s with qk_norm='global' has first derivatives only"),
     api("grand-split-labels", "GRAND's split of multi-label targets", "dp.data.grand_split(torch.zeros(40, 2, dtype=torch.long), 0)",
         ValueError, r"^the grand split needs one class label per node, y of shape \[N\]"),
+    api("position-heads", "a sequence whose channels do not split into the kernel's heads",
+        "dp.diffusivity('sequence_window', heads=2)(torch.zeros(5, 3))", ValueError,
+        r"^sequence_window: the 3 channels of values must split into heads=2 equal blocks; pass heads dividing"),
+    api("position-causal-symmetric", "a causal kernel declared symmetric", "dp.diffusivity('sequence_global', causal=True, symmetric=True)",
+        ValueError, r"^a causal kernel .* cannot be symmetric: pass causal=True or symmetric=True, not both"),
+    api("position-dirichlet-causal", "the positional Dirichlet energy of a causal kernel",
+        "dp.diffusivity('sequence_laplacian', causal=True).dirichlet_energy(z)", ValueError,
+        r"^the positional Dirichlet energy .* defined for symmetric kernels.*symmetric=True, causal=False"),
+    api("stable-step-no-bound", "a learned stable step for a graph operator (no Gershgorin bound)", "StableEulerLayer(field)",
+        TypeError, r"^no Gershgorin bound for the generator of 'gcn': it must be a position kernel"),
+    api("ldn-kernel", "an LDN field whose kernel is not a position kernel", "ldn_field(4, kernel='gcn')", ValueError,
+        r"^kernel must name a position kernel \(sequence_laplacian, sequence_window, sequence_global\), got 'gcn'"),
+    api("reaction-callable", "a reaction that is a function, not a module", "ReactionDiffusionField(S, lambda z: z)", TypeError,
+        r"^reaction must be an nn\.Module .* so that its parameters are the field's"),
 ]
 
 CLI_CASES = [
@@ -533,10 +587,30 @@ CLI_CASES = [
         r"--num-nodes sets the size of the generated graph of --dataset synthetic, but dataset 'cora' has its own size"),
     cli("train-num-nodes-small", "a synthetic graph too small for its classes", "train --dataset synthetic --num-nodes 5",
         r"num_nodes must be an int >= 20, got 5 \(set by --num-nodes\)"),
+    cli("train-no-graph", "GCN on a dataset without a graph", "train --dataset digits --model gcn",
+        r"dataset 'digits' has no edges: build a k-nearest-neighbour graph with --knn K"),
+    cli("train-no-graph-term", "DIFFormer's graph term on a dataset without a graph", "train --dataset digits --graph",
+        r"adds the input graph's term \(use_graph\), but dataset 'digits' has no edges: .*or drop the graph term with --no-graph"),
+    cli("train-knn-with-graph", "--knn for a dataset that has a graph", "train --knn 5",
+        r"knn applies to the datasets without a graph .*dataset 'cora' is read as it is: drop it \(set by --knn\)"),
+    cli("train-fashion-no-root", "Fashion-MNIST without --root", "train --dataset fashion-mnist",
+        r"dataset 'fashion-mnist' is read from --root DIR holding FashionMNIST/raw/.*never downloaded"),
+    cli("train-digits-root", "--root for the digits that ship with scikit-learn", "train --dataset digits --root emptyroot",
+        r"dataset 'digits' ships with scikit-learn: drop --root", setup=empty_raw),
+    cli("train-num-instances", "more instances than the dataset has", "train --dataset digits --num-instances 5000",
+        r"num_instances must be an int in \[1, 1797\] .*\(set by --num-instances\)"),
     cli("train-synthetic-root", "--root with the generated dataset", "train --dataset synthetic --root emptyroot",
         r"dataset 'synthetic' is generated: drop --root", setup=empty_raw),
     cli("train-multilabel", "training on the multi-label ogbn-proteins", "train --dataset ogbn-proteins",
         r"dataset 'ogbn-proteins' is multi-label .* training here is single-label classification"),
+    cli("train-temporal-root", "a root without the temporal dataset's JSON file", "train --dataset pedalme --root emptyroot",
+        r"--root emptyroot lacks emptyroot/SpatioTemporal/pedalme_london\.json; nothing is downloaded", setup=empty_raw),
+    cli("train-temporal-lags", "more lags than the series has steps", "train --dataset chickenpox --root root --lags 12",
+        r"lags=12 leaves no window to forecast: .*12 time steps; choose lags <= 11 \(set by --lags\)", setup=temporal_root),
+    cli("train-temporal-split", "a node-classification split for forecasting", "train --dataset chickenpox --split random",
+        r"--split: forecasting on chickenpox splits the windows in time .*drop it"),
+    cli("train-lags-classification", "--lags on a node-classification dataset", "train --dataset cora --lags 4",
+        r"--lags sets the inputs of forecasting on the temporal datasets .*drop --lags"),
     cli("train-ogb-root", "a root without OGB's folder for ogbn-products", "train --dataset ogbn-products --root emptyroot",
         r"no folder emptyroot/ogbn_products: root must hold OGB's layout .*omit --root to download", setup=empty_raw),
     cli("train-pokec", "pokec without --root (never downloaded)", "train --dataset pokec",
@@ -654,7 +728,9 @@ def namespace() -> dict[str, Any]:
         "parse_solver": parse_solver, "run_experiment": run_experiment, "load_dataset": load_dataset,
         "random_split": random_split, "load_cora": load_cora, "load_checkpoint": load_checkpoint, "Split": Split,
         "load_graph": load_graph, "load_model": load_model, "predict_chunked": predict_chunked,
+        "load_temporal": load_temporal, "temporal_split": temporal_split,
         "Distribution": Distribution, "make_split": make_split, "train_run": train_run,
+        "StableEulerLayer": StableEulerLayer, "ldn_field": ldn_field, "ReactionDiffusionField": ReactionDiffusionField,
     }
 
 

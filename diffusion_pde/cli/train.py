@@ -14,7 +14,9 @@ from torch_geometric.data import Data
 
 import solvers
 
-from ..data import DATASETS, SPLIT_KINDS, SYNTHETIC_DEFAULTS, available_datasets, dataset_source, open_dataset
+from ..data import (DATASETS, INSTANCE_DATASETS, KNN_METRICS, SPLIT_KINDS, SYNTHETIC_DEFAULTS, available_datasets,
+                    dataset_source, open_dataset)
+from ..data.temporal import is_temporal
 from ..models import MODELS, ModelConfig
 from ..models.config import DISCRETE_SETTINGS, QK_NORMS, model_uses
 from ..training import MODEL_DEFAULTS, PRESETS, TrainConfig, prepare_experiment, resolve
@@ -23,6 +25,8 @@ from ..training.distributed import initialise, local_device, shutdown
 from ..training.metrics import METRIC_LABELS, METRICS
 from ..training.plots import plot_attention, plot_learning_curves
 from ._common import HelpFormatter, count_or_fraction, flag_names, print_json, resolve_device, usage_errors
+from .forecast import add_forecasting_arguments, train_forecasting
+from .sequence import SEQUENCE_ONLY_MODELS, add_sequence_arguments, is_sequence_task, train_sequence_task
 
 _FIELD_DEFAULTS = {f.name: f.default for config in (ModelConfig, TrainConfig) for f in dataclasses.fields(config)}
 _SHOWN = {None: "none", True: "on", False: "off"}
@@ -58,11 +62,14 @@ def _setting(group: argparse._ArgumentGroup, flag: str, help: str, **kwargs: Any
     action.help = f"{help} ({setting_default(action.dest)})"
 
 
-def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    """Model, data and optimisation flags shared by ``train`` and ``sweep``."""
+def add_model_arguments(p: argparse.ArgumentParser, extra_models: tuple[str, ...] = ()) -> None:
+    """Model, data and optimisation flags shared by ``train`` and ``sweep`` (``extra_models``: the
+    sequence models that ``train`` also offers)."""
     p.add_argument("--dataset", default="cora", metavar="NAME|PATH",
                    help=f"a built-in dataset ({', '.join(available_datasets())}; cora is embedded, synthetic is "
-                        "generated (--num-nodes), the others are read from --root) or your own graph: a saved "
+                        "generated (--num-nodes); digits (in scikit-learn), fashion-mnist and 20newsgroups are "
+                        "instances without a graph (--knn builds one); the others are read from --root) or your own "
+                        "graph: a saved "
                         "torch_geometric Data (.pt) or a folder with edge_index, x, y [and train/val/test_mask] as .csv "
                         "or .npy files (see docs/training.md)")
     p.add_argument("--root", default=None, metavar="DIR",
@@ -74,7 +81,19 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"--dataset synthetic: the number of nodes of the generated graph (default: "
                         f"{SYNTHETIC_DEFAULTS['num_nodes']}; the other settings are synthetic_graph's defaults, see "
                         "docs/scale.md)")
-    p.add_argument("--model", default="difformer_s", choices=MODELS, help="the propagation rule")
+    i = p.add_argument_group("datasets without a graph (digits, fashion-mnist, 20newsgroups; docs/training.md)")
+    i.add_argument("--num-instances", type=int, default=None, metavar="N",
+                   help="keep a seeded random subset of N instances (default: all; 15000 on fashion-mnist)")
+    i.add_argument("--pca", type=int, default=None, metavar="D",
+                   help="reduce the features to D principal components (scikit-learn's PCA; default: none)")
+    i.add_argument("--knn", type=int, default=None, metavar="K",
+                   help="build the k-nearest-neighbour graph of the features (undirected, exact): the graph of gcn, "
+                        "gat, sgc, appnp and of the attention models' graph term (default: no graph; attention then "
+                        "diffuses over all instances, --no-graph)")
+    i.add_argument("--knn-metric", default=None, choices=KNN_METRICS,
+                   help="the distance of --knn (default: euclidean, as the DIFFormer authors)")
+    p.add_argument("--model", default="difformer_s", choices=(*MODELS, *extra_models),
+                   help="the propagation rule" + (f" ({', '.join(extra_models)}: sequence classification)" if extra_models else ""))
     _setting(p, "--depth", "discrete: --layers Euler layers with own weights; continuous: one field integrated over "
                            "[0, --t1] with the solver flags below", choices=("discrete", "continuous"))
     p.add_argument("--preset", default=None, choices=PRESETS,
@@ -132,9 +151,11 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         "rest validate; all other nodes test) (default: random on cora, citeseer, pubmed, synthetic; "
                         "fixed on minesweeper, tolokers, ogbn-*, pokec and on your own graph when it has masks, else "
                         "random; geom-gcn elsewhere)")
-    s.add_argument("--train-per-class", dest="per_class", type=count_or_fraction, default=None, metavar="N|FRACTION",
+    s.add_argument("--train-per-class", "--labels-per-class", dest="per_class", type=count_or_fraction, default=None,
+                   metavar="N|FRACTION",
                    help="random and grand splits: training nodes per class, a count or (random splits) a fraction of "
                         "each class's nodes (default: 20 on built-in datasets, as in the paper, and on grand splits; "
+                        "10 on digits and fashion-mnist, 100 on 20newsgroups; "
                         "0.5 on synthetic, ogbn-arxiv, ogbn-products; on your own graph min(20, half the smallest "
                         "class))")
     s.add_argument("--development-size", dest="num_development", type=count_or_fraction, default=None,
@@ -143,11 +164,12 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         "largest connected component's nodes (default: 1500, GRAND's)")
     s.add_argument("--val-size", dest="num_val", type=count_or_fraction, default=None, metavar="N|FRACTION",
                    help="random splits: validation nodes, a count or a fraction of the nodes left after the training "
-                        "nodes (default: 500 on built-in datasets; 0.5 on synthetic, ogbn-arxiv, ogbn-products and on "
-                        "your own graph)")
+                        "nodes (default: 500 on built-in datasets; 1000 on fashion-mnist and 20newsgroups, 300 on "
+                        "digits; 0.5 on synthetic, ogbn-arxiv, ogbn-products and on your own graph)")
     s.add_argument("--test-size", dest="num_test", type=count_or_fraction, default=None, metavar="N|FRACTION",
-                   help="random splits: test nodes, as --val-size (default: 1000 on built-in datasets; 0.5 on "
-                        "synthetic, ogbn-arxiv, ogbn-products and on your own graph)")
+                   help="random splits: test nodes, as --val-size (default: 1000 on built-in datasets; every node "
+                        "left on digits, fashion-mnist and 20newsgroups; 0.5 on synthetic, ogbn-arxiv, ogbn-products "
+                        "and on your own graph)")
     s.add_argument("--splits", type=int, default=1, help="number of splits K (random: split seeds F..F+K-1)")
     s.add_argument("--first-split", type=int, default=0, metavar="F",
                    help="index of the first split; e.g. tune on --first-split 10, report on 0..K-1")
@@ -168,6 +190,8 @@ def settings_from_args(args: argparse.Namespace, **changes: Any) -> tuple[ModelC
     """(ModelConfig, TrainConfig) from the flags, the preset and the model's defaults (``changes``
     win over the flags); a flag the model would ignore is refused (:func:`check_used`)."""
     overrides = {name: getattr(args, name) for name in SETTING_FLAGS}
+    if overrides["use_graph"] is None and args.dataset in INSTANCE_DATASETS and args.knn is None:
+        overrides["use_graph"] = False  # no input graph: attention alone diffuses over all instances
     overrides.update(changes)
     model_config, train_config = resolve(args.dataset, args.model, args.preset, **overrides)
     given = [flag for name, flag in SOLVER_FLAGS.items() if getattr(args, name) is not None]
@@ -218,9 +242,20 @@ def dataset_key(dataset: str) -> str:
     return path.stem if path.suffix in (".pt", ".pth") else path.name
 
 
+INSTANCE_FLAGS = ("num_instances", "pca", "knn", "knn_metric")
+
+
 def dataset_arg(args: argparse.Namespace) -> str | Data:
-    """``--dataset``, or with ``--num-nodes`` the synthetic graph of that size (generated here: the
-    experiment takes the ``Data``, which remembers how to generate it again)."""
+    """``--dataset``, or with ``--num-nodes`` the synthetic graph of that size, or with the flags of
+    the datasets without a graph (``--num-instances``, ``--pca``, ``--knn``, ``--knn-metric``)
+    that dataset so prepared (loaded here: the experiment takes the ``Data``, which remembers how
+    to load it again)."""
+    options = {name: getattr(args, name) for name in INSTANCE_FLAGS if getattr(args, name) is not None}
+    if options:
+        if args.num_nodes is not None:
+            raise ValueError("--num-nodes sizes the generated synthetic graph, the other dataset flags prepare the "
+                             "datasets without a graph: drop one of them")
+        return open_dataset(args.dataset, root=args.root, **options)
     if args.num_nodes is None:
         return args.dataset
     if args.dataset != "synthetic":
@@ -232,7 +267,9 @@ def dataset_arg(args: argparse.Namespace) -> str | Data:
 def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("train", help="train a DIFFormer model or a baseline on node classification",
                             description=__doc__, formatter_class=HelpFormatter)
-    add_model_arguments(p)
+    add_model_arguments(p, SEQUENCE_ONLY_MODELS)
+    add_forecasting_arguments(p)
+    add_sequence_arguments(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", default=None, metavar="DIR",
                    help="results and checkpoints; a new or empty folder, or one of our results folders (default: "
@@ -259,6 +296,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if is_sequence_task(args):
+        return train_sequence_task(args)
+    if args.model in SEQUENCE_ONLY_MODELS:
+        with usage_errors(args.flags):
+            raise ValueError(f"--model {args.model} classifies sequences (--task sequence, a sequence dataset); node "
+                             "classification has " + ", ".join(MODELS))
+    if is_temporal(args.dataset) or args.lags is not None:
+        return train_forecasting(args)
     with usage_errors(args.flags):
         model_config, train_config = settings_from_args(args)
         device = local_device(resolve_device(args.device))

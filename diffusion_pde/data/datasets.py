@@ -1,6 +1,7 @@
 """Node-classification datasets through PyG's dataset classes, prepared as in the DIFFormer paper,
-plus the large graphs of :mod:`.large` (OGB's ogbn-*, LINKX's Pokec) and the generated
-``synthetic`` benchmark of :mod:`.synthetic`.
+plus the large graphs of :mod:`.large` (OGB's ogbn-*, LINKX's Pokec), the generated
+``synthetic`` benchmark of :mod:`.synthetic` and the datasets without a graph of :mod:`.instances`
+(digits, fashion-mnist, 20newsgroups: instances as nodes, no edges or a kNN graph).
 
 Preparation: features row-normalised (each row divided by its sum; all-zero rows stay zero) for
 the bag-of-words datasets, kept as given for the heterophilous-graph ones (real-valued features);
@@ -32,6 +33,7 @@ from torch_geometric.data import Data
 from torch_geometric.utils import to_undirected
 
 from ._embedded import load_cora
+from .instances import INSTANCE_DATASETS, INSTANCE_OPTIONS, load_instances
 from .large import load_ogb, load_pokec
 from .splits import PAPER_SIZES, random_sizes
 from .synthetic import SYNTHETIC_DEFAULTS, synthetic_graph
@@ -58,6 +60,7 @@ class DatasetSpec:
     random_sizes: Mapping[str, int | float] | None = None       # a random split's default sizes (None: the paper's)
     multilabel: bool = False                                     # y is [N, tasks] of 0/1: not trainable here
     generated: bool = False                                      # made from options, not read from a root
+    options: tuple[str, ...] = ()                                # the options its loader takes (besides a generator's)
 
 
 def _planetoid(name: str) -> Callable[[Path, bool], tuple[type, dict[str, Any]]]:
@@ -106,6 +109,13 @@ GEOM_SPLITS = ("geom-gcn", "random")
 # Random splits of the large graphs: 50% of each class for training, then half of the rest each
 # for validation and test (50/25/25, the LINKX/DIFFormer proportions for large graphs).
 LARGE_SIZES = {"per_class": 0.5, "num_val": 0.5, "num_test": 0.5}
+# Label rates of the datasets without a graph (the DIFFormer paper's image and text protocol): L
+# training instances per class, 1,000 validation, every other instance tests (num_test None);
+# digits (1,797 instances) validates on 300, so that 100 per class still leaves ~500 to test.
+INSTANCE_SIZES = {"digits": {"per_class": 10, "num_val": 300, "num_test": None},
+                  "fashion-mnist": {"per_class": 10, "num_val": 1000, "num_test": None},
+                  "20newsgroups": {"per_class": 100, "num_val": 1000, "num_test": None}}
+INSTANCE_FOLDERS = {"digits": "", "fashion-mnist": "FashionMNIST/raw", "20newsgroups": "20newsgroups"}
 DATASETS: dict[str, DatasetSpec] = {
     "cora": DatasetSpec("Planetoid/Cora", _planetoid("Cora"), True, PLANETOID_SPLITS),
     "citeseer": DatasetSpec("Planetoid/CiteSeer", _planetoid("CiteSeer"), True, PLANETOID_SPLITS),
@@ -128,6 +138,8 @@ DATASETS: dict[str, DatasetSpec] = {
                                  multilabel=True),
     "pokec": DatasetSpec("pokec", None, False, ("fixed",), load_pokec),
     "synthetic": DatasetSpec("", None, False, ("random",), _synthetic, LARGE_SIZES, generated=True),
+    **{name: DatasetSpec(INSTANCE_FOLDERS[name], None, False, ("random",), partial(load_instances, name),
+                         INSTANCE_SIZES[name], options=tuple(INSTANCE_OPTIONS)) for name in INSTANCE_DATASETS},
 }
 
 
@@ -186,6 +198,20 @@ def row_normalise(x: torch.Tensor) -> torch.Tensor:
     return torch.where(total != 0, x / torch.where(total != 0, total, torch.ones_like(total)), torch.zeros_like(x))
 
 
+def _foreign_options(options: list[str], dataset: str) -> str:
+    """The error for ``options`` given to ``dataset`` (a quoted name, or what else it is), which
+    takes none of them: the instance datasets' options (:data:`INSTANCE_OPTIONS`) first, else the
+    synthetic generator's."""
+    them = "it" if len(options) == 1 else "them"
+    instance = [option for option in options if option in INSTANCE_OPTIONS]
+    if instance:
+        return (f"{', '.join(instance)} appl{'ies' if len(instance) == 1 else 'y'} to the datasets without a graph "
+                f"({', '.join(INSTANCE_DATASETS)}); dataset {dataset} is read as it is: drop "
+                f"{'it' if len(instance) == 1 else 'them'}")
+    return (f"{', '.join(options)} set{'s' if len(options) == 1 else ''} the generator of the synthetic dataset; "
+            f"dataset {dataset} is read as it is: drop {them}")
+
+
 def load_dataset(name: str, *, root: str | Path | None = None, cache: str | Path | None = None,
                  geom_gcn: bool = False, dtype: torch.dtype = torch.float32, **options: Any) -> Data:
     """Load and prepare dataset ``name`` (see :data:`DATASETS`) as a PyG ``Data``.
@@ -197,14 +223,16 @@ def load_dataset(name: str, *, root: str | Path | None = None, cache: str | Path
     for the embedded Cora (its geom-gcn splits need ``root``): a missing file raises
     FileNotFoundError. ``options`` are the generator settings of ``synthetic``
     (:func:`~diffusion_pde.data.synthetic_graph`; unset ones take :data:`SYNTHETIC_DEFAULTS`),
-    which is generated, never read from ``root``.
+    which is generated, never read from ``root``, or the options of the datasets without a graph
+    (``digits``, ``fashion-mnist``, ``20newsgroups``: ``num_instances``, ``pca``, ``knn``,
+    ``knn_metric``; :mod:`~diffusion_pde.data.instances`); any other option is a ValueError.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
     spec = DATASETS[name]
-    if options and not spec.generated:
-        raise ValueError(f"{', '.join(options)} set{'s' if len(options) == 1 else ''} the generator of the synthetic "
-                         f"dataset; dataset {name!r} is read as it is: drop {'it' if len(options) == 1 else 'them'}")
+    foreign = [option for option in options if option not in spec.options] if not spec.generated else []
+    if foreign:
+        raise ValueError(_foreign_options(foreign, repr(name)))
     if spec.generated and root is not None:
         raise ValueError(f"root (--root) is for the datasets read from files; dataset {name!r} is generated: drop --root")
     root_dir = Path(root) if root is not None else None
@@ -294,7 +322,7 @@ def split_sizes(data: Data) -> dict[str, int | float]:
 def open_dataset(dataset: str | Path | Data, *, root: str | Path | None = None, geom_gcn: bool = False,
                  require_labels: bool = True, dtype: torch.dtype = torch.float32, **options: Any) -> Data:
     """Any dataset, checked, with ``dtype`` features: a built-in name (:func:`load_dataset`, which
-    takes the ``options`` of ``synthetic``), the path of a user's graph
+    takes the ``options`` of ``synthetic`` and of the datasets without a graph), the path of a user's graph
     (:func:`~diffusion_pde.data.load_graph`: a saved ``Data`` or a folder of CSV/NPY files) or a
     ``Data`` (:func:`~diffusion_pde.data.validate_graph_data`). A name wins over a folder of the
     same name; write ``./cora`` for the folder. ``require_labels`` (training) refuses the
@@ -302,9 +330,7 @@ def open_dataset(dataset: str | Path | Data, *, root: str | Path | None = None, 
     from .user import load_graph, validate_graph_data
 
     if options and not (isinstance(dataset, str) and dataset in DATASETS):
-        raise ValueError(f"{', '.join(options)} set{'s' if len(options) == 1 else ''} the generator of the synthetic "
-                         f"dataset, not of {'a Data' if isinstance(dataset, Data) else repr(str(dataset))}: drop "
-                         f"{'it' if len(options) == 1 else 'them'}")
+        raise ValueError(_foreign_options(list(options), "a Data" if isinstance(dataset, Data) else repr(str(dataset))))
     if isinstance(dataset, Data):
         return validate_graph_data(dataset, where="dataset", require_labels=require_labels, dtype=dtype)
     if isinstance(dataset, str) and dataset in DATASETS:

@@ -4,7 +4,9 @@
   draws ``per_class`` (20) training nodes from every class, then ``num_val`` (500) validation and
   ``num_test`` (1000) test nodes from the rest, uniformly. ``per_class`` can also be a fraction
   in (0, 1) of each class's nodes, ``num_val`` and ``num_test`` fractions of the nodes left after
-  the training nodes (the large graphs' default 50/25/25 is 0.5, 0.5, 0.5). On a user's own graph the paper's counts
+  the training nodes (the large graphs' default 50/25/25 is 0.5, 0.5, 0.5); ``num_test=None`` tests
+  every node left (the label rates of the datasets without a graph: L per class, 1,000
+  validation, the rest test). On a user's own graph the paper's counts
   rarely fit, so :func:`random_sizes` picks min(20, half the smallest class) training nodes per
   class and half of the rest each for validation and test.
 * ``public``: the Planetoid public split stored with the dataset (one split).
@@ -70,10 +72,11 @@ def _count(name: str, value: int | float, rest: int) -> int:
 
 
 def random_split(y: torch.Tensor, seed: int, *, per_class: int | float = 20, num_val: int | float = 500,
-                 num_test: int | float = 1000) -> Split:
+                 num_test: int | float | None = 1000) -> Split:
     """``per_class`` training nodes per class (a count, or a fraction of each class's nodes), then
     ``num_val`` / ``num_test`` (counts, or fractions of the nodes left after the training nodes)
-    from the rest."""
+    from the rest; ``num_test=None``: every node left after the validation nodes tests (the
+    label-rate splits of the datasets without a graph)."""
     fraction = isinstance(per_class, float)
     if isinstance(per_class, bool) or not isinstance(per_class, (int, float)) or \
             (per_class < 1 if not fraction else not 0 < per_class < 1):
@@ -107,7 +110,8 @@ def random_split(y: torch.Tensor, seed: int, *, per_class: int | float = 20, num
     rest = torch.ones(y.numel(), dtype=torch.bool)
     rest[train_index] = False
     rest_index = rest.nonzero().view(-1)
-    n_val, n_test = _count("num_val", num_val, rest_index.numel()), _count("num_test", num_test, rest_index.numel())
+    n_val = _count("num_val", num_val, rest_index.numel())
+    n_test = max(1, rest_index.numel() - n_val) if num_test is None else _count("num_test", num_test, rest_index.numel())
     if rest_index.numel() < n_val + n_test:
         raise ValueError(
             f"only {rest_index.numel()} nodes remain after the training nodes, fewer than num_val + num_test = "

@@ -50,7 +50,7 @@ class SequenceModelConfig:
     kernel: str = "sequence_window"
     window: int = 4
     causal: bool = False
-    reaction: str = "mlp"
+    reaction: str = "conv"
     attention: bool = True
     depth: str = "discrete"
     method: str = "rk4"

@@ -39,6 +39,7 @@ import solvers
 from ..data import (
     DATASETS,
     GRAND_SIZES,
+    INSTANCE_DATASETS,
     Split,
     dataset_source,
     default_split,
@@ -53,6 +54,7 @@ from ..data import (
     validate_split,
 )
 from ..models import ModelConfig, NodeClassifier, build_model
+from ..models.config import ATTENTION_MODELS
 from .checkpoint import write_json_atomic, write_text_atomic
 from .config import TrainConfig
 from .distributed import Distribution
@@ -98,6 +100,26 @@ def make_split(data: Data, kind: str, index: int, *, per_class: int | float | No
                              "diffusion_pde.data.largest_component(data) (prepare_experiment and run_experiment do)")
         return grand_split(data.y, index, **{**GRAND_SIZES, **given})
     return mask_split(data, kind, index)
+
+
+def check_graph(model_config: ModelConfig, data: Data) -> None:
+    """Refuse a model that propagates over the input graph (GCN, GAT, SGC, APPNP, or an attention
+    model's graph term, ``use_graph``) on data without edges, where it would silently be an MLP
+    (or attention plus an identity term); the error names the fix: a kNN graph (``knn``,
+    ``--knn K``) for the datasets without a graph, or ``use_graph=False`` (``--no-graph``)."""
+    if data.edge_index.shape[1] > 0:
+        return
+    model = model_config.model
+    if model not in ("gcn", "gat", "sgc", "appnp") and not (model in ATTENTION_MODELS and model_config.use_graph):
+        return
+    source = dataset_source(data)
+    instances = source["kind"] == "builtin" and source["name"] in INSTANCE_DATASETS
+    fix = "build a k-nearest-neighbour graph with --knn K (load_dataset(..., knn=K))" if instances else \
+        "give a graph with edges"
+    what = "propagates over the input graph" if model not in ATTENTION_MODELS else "adds the input graph's term (use_graph)"
+    other = f"{fix}, or drop the graph term with --no-graph (use_graph=False) to attend over all nodes alone" \
+        if model in ATTENTION_MODELS else f"{fix}, or use a model that needs no graph (mlp, difformer_s with --no-graph)"
+    raise ValueError(f"model {model} {what}, but dataset {getattr(data, 'name', 'data')!r} has no edges: {other}")
 
 
 SOLVER_DEFAULT_RTOL = 1e-5
@@ -215,6 +237,54 @@ def _csv(rows: list[dict[str, Any]], fields: Sequence[str]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+def check_one_split_args(model_config: Any, model_type: type, train_config: Any, train_type: type, runs: object,
+                         seed: object, out: str | Path | None, resume: bool, overwrite: bool) -> Path | None:
+    """The checks shared by the one-split experiments (forecasting, sequence classification)
+    before any work: the configurations' types, ``runs`` ≥ 1 and ``seed`` ≥ 0 ints, and ``out``
+    (:func:`~.outputs.check_out`). Returns the results folder (None without ``out``)."""
+    if not isinstance(model_config, model_type):
+        raise TypeError(f"model_config must be a {model_type.__name__}, got {type(model_config).__name__}")
+    if not isinstance(train_config, train_type):
+        raise TypeError(f"train_config must be a {train_type.__name__}, got {type(train_config).__name__}")
+    for arg, value, least in (("runs", runs, 1), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{arg} must be an int >= {least}, got {value!r}")
+    if out is None:
+        return None
+    check_out(Path(out), resume, overwrite)
+    return results_path(out)
+
+
+def run_seeds(out: Path | None, overwrite: bool, runs: int, seed: int, run_dir: Callable[[int], Path | None],
+              train_one: Callable[[int, int, Path | None], tuple[Any, Any]], fields: Sequence[str],
+              describe: Callable[[int, Any], str], log: Callable[[str], None] = print,
+              on_run: Callable[[Any, Any], None] | None = None) -> list[Any]:
+    """The runs of a one-split experiment (forecasting, sequence classification): prepare ``out``
+    (``overwrite``: after deleting our results there), then for r = 0..runs−1 seed torch with
+    ``seed + r``, call ``train_one(r, seed + r, run_dir(r))`` → (result, model), write the result's
+    history (``fields``) to the run folder, call ``on_run(result, model)`` and log
+    ``describe(r, result)``. Returns the results."""
+    if out is not None:
+        if overwrite:
+            remove_results(out)
+        make_results_folder(out)
+    results = []
+    for r in range(runs):
+        torch.manual_seed(seed + r)
+        folder = run_dir(r)
+        if folder is not None:
+            make_results_folder(folder.parent)
+            make_results_folder(folder)
+        result, model = train_one(r, seed + r, folder)
+        if folder is not None:
+            write_text_atomic(_csv(result.history, fields), folder / "history.csv")
+        results.append(result)
+        if on_run is not None:
+            on_run(result, model)
+        log(describe(r, result))
+    return results
 
 
 @dataclass
@@ -411,6 +481,7 @@ def prepare_experiment(
         data = largest_component(data)  # GRAND's protocol: the other nodes take no part, not even in attention
     data = data.to(torch.device(device))
     check_metric(train_config, int(data.y.max()) + 1)
+    check_graph(model_config, data)
     if given is not None:
         node_splits = {i: dataclasses.replace(s, index=i) for i, s in enumerate(given)}
         kind = ", ".join(dict.fromkeys(s.kind for s in given))

@@ -50,12 +50,11 @@ from ..data.temporal import (TEMPORAL_DATASETS, TemporalSignal, TemporalSplit, W
                              make_windows, temporal_split)
 from ..diffusivities import GraphDiffusivity, on_graph
 from ..models import ModelConfig, NodeClassifier, build_model
-from .checkpoint import save_atomic, write_json_atomic, write_text_atomic
+from .checkpoint import write_json_atomic, write_text_atomic
 from .config import TrainConfig
-from .experiment import _csv, _mean_std
+from .experiment import _csv, _mean_std, check_one_split_args, run_seeds
 from .loop import (NOT_FINGERPRINTED, NonFiniteError, _digest, _rng_state, _set_rng_state, adam, read_last,
-                   stored_result)
-from .outputs import check_out, make_results_folder, remove_results, results_path
+                   stored_result, write_checkpoints)
 
 # Settings of the forecasting runs that differ from node classification's model defaults, for
 # every model (explicit settings win): the DIFFormer authors' spatial-temporal setup (2 layers,
@@ -250,12 +249,7 @@ def forecast_run(model: NodeClassifier, windows: Windows, split: TemporalSplit, 
     def checkpoint(epoch: int) -> None:
         if run_dir is None:
             return
-        if best["state"] is not None:
-            save_atomic({"epoch": best["epoch"], "model": best["state"], "metrics": best["metrics"],
-                         "fingerprint": expected, **rebuild}, run_dir / "best.pt")
-        save_atomic({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "history": history, "best": best, "rng": [_rng_state()], "fingerprint": expected, **rebuild},
-                    run_dir / "last.pt")
+        write_checkpoints(run_dir, epoch, model, optimizer, history, best, [_rng_state()], expected, rebuild)
 
     def train_epoch(epoch: int) -> float:
         total, count = 0.0, 0
@@ -386,31 +380,19 @@ class ForecastExperiment:
             on_run: Callable[[ForecastResult, NodeClassifier], None] | None = None) -> dict[str, Any]:
         """Train every run (``overwrite``: after deleting ``out``'s results), write and return the
         results; ``on_run(result, model)`` sees every finished run with its best weights."""
-        if self.out is not None:
-            if self.overwrite:
-                remove_results(self.out)
-            make_results_folder(self.out)
         floor = last_value_scores(self.windows, self.split)
-        results: list[ForecastResult] = []
         started = time.perf_counter()
-        for r in range(self.runs):
-            run_seed = self.seed + r
-            torch.manual_seed(run_seed)
+
+        def train_one(r: int, run_seed: int, run_dir: Path | None) -> tuple[ForecastResult, NodeClassifier]:
             model = self.build()
-            run_dir = self.run_dir(r)
-            if run_dir is not None:
-                make_results_folder(run_dir.parent)
-                make_results_folder(run_dir)
-            result = forecast_run(model, self.windows, self.split, self.train_config, seed=run_seed, run=r,
-                                  run_dir=run_dir, resume=self.resume, progress=progress, name=self.signal.name,
-                                  source=self.signal.source)
-            if run_dir is not None:
-                write_text_atomic(_csv(result.history, HISTORY_FIELDS), run_dir / "history.csv")
-            results.append(result)
-            if on_run is not None:
-                on_run(result, model)
-            log(f"run {r}: test MSE {result.test_mse:.4f} (MAE {result.test_mae:.4f}) at epoch {result.best_epoch} "
-                f"(val MSE {result.val_mse:.4f}; {1000 * result.seconds_per_epoch:.0f} ms/epoch)")
+            return forecast_run(model, self.windows, self.split, self.train_config, seed=run_seed, run=r,
+                                run_dir=run_dir, resume=self.resume, progress=progress, name=self.signal.name,
+                                source=self.signal.source), model
+
+        results = run_seeds(self.out, self.overwrite, self.runs, self.seed, self.run_dir, train_one, HISTORY_FIELDS,
+                            lambda r, result: f"run {r}: test MSE {result.test_mse:.4f} (MAE {result.test_mae:.4f}) at "
+                                              f"epoch {result.best_epoch} (val MSE {result.val_mse:.4f}; "
+                                              f"{1000 * result.seconds_per_epoch:.0f} ms/epoch)", log, on_run)
         payload = {
             "task": "forecasting", "dataset": self.signal.name, "source": dict(self.signal.source),
             "num_nodes": self.signal.num_nodes, "num_steps": self.signal.num_steps, "lags": self.lags,
@@ -442,16 +424,7 @@ def prepare_forecasting(dataset: str | TemporalSignal, model_config: ModelConfig
     ``seed``..``seed + runs − 1``). Raises ValueError/TypeError/FileNotFoundError naming the
     argument and the fix: bad settings, too few windows, an ``out`` that is not ours or holds
     results (without ``resume``/``overwrite``), a damaged checkpoint on resume."""
-    if not isinstance(model_config, ModelConfig):
-        raise TypeError(f"model_config must be a ModelConfig, got {type(model_config).__name__}")
-    if not isinstance(train_config, TrainConfig):
-        raise TypeError(f"train_config must be a TrainConfig, got {type(train_config).__name__}")
-    for arg, value, least in (("runs", runs, 1), ("seed", seed, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ValueError(f"{arg} must be an int >= {least}, got {value!r}")
-    if out is not None:
-        check_out(Path(out), resume, overwrite)
-    out_dir = results_path(out) if out is not None else None
+    out_dir = check_one_split_args(model_config, ModelConfig, train_config, TrainConfig, runs, seed, out, resume, overwrite)
     if isinstance(dataset, TemporalSignal):
         signal = check_signal(dataset)
     elif isinstance(dataset, str) and dataset in TEMPORAL_DATASETS:

@@ -338,6 +338,21 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def write_checkpoints(run_dir: Path, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                      history: list[dict[str, float]], best: dict[str, Any], rng: list[dict[str, Any]],
+                      expected: dict[str, Any], rebuild: dict[str, Any]) -> None:
+    """A run's two checkpoints, atomically: ``best.pt`` (the weights of the best validation epoch
+    so far, its metrics) and ``last.pt`` (model, optimiser, ``epoch``, history, best state and the
+    random state of every rank: what an exact resume needs); both hold the ``expected``
+    fingerprint and what rebuilds the model (``rebuild``). Every task's trainer writes these."""
+    if best["state"] is not None:
+        save_atomic({"epoch": best["epoch"], "model": best["state"], "metrics": best["metrics"],
+                     "fingerprint": expected, **rebuild}, run_dir / "best.pt")
+    save_atomic({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "history": history, "best": best, "rng": rng, "fingerprint": expected, **rebuild},
+                run_dir / "last.pt")
+
+
 def _cross_entropy(logits: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """The mean cross-entropy over ``index``; 0 (still a function of the logits, so every rank of
     a distributed step has gradients to average) when ``index`` is empty."""
@@ -447,12 +462,7 @@ def train_run(
         rng = dist_.gather(_rng_state())  # one state per rank
         if run_dir is None or not dist_.is_main:
             return
-        if best["state"] is not None:
-            save_atomic({"epoch": best["epoch"], "model": best["state"], "metrics": best["metrics"],
-                         "fingerprint": expected, **rebuild}, run_dir / "best.pt")
-        save_atomic({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "history": history, "best": best, "rng": rng, "fingerprint": expected, **rebuild},
-                    run_dir / "last.pt")
+        write_checkpoints(run_dir, epoch, model, optimizer, history, best, rng, expected, rebuild)
         watch.saved = epoch
 
     def full_batch_step(epoch: int) -> float:

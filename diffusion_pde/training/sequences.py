@@ -27,10 +27,10 @@ from tqdm.auto import tqdm
 
 from ..data.sequences import SequenceData, load_sequences
 from ..models.sequence import SequenceClassifier, SequenceModelConfig, build_sequence_model
-from .checkpoint import load_checkpoint, save_atomic, write_json_atomic, write_text_atomic
-from .experiment import _csv
-from .loop import RunResult, _digest, _rng_state, _set_rng_state, first_epoch_reaching, history_fields, read_last
-from .outputs import check_out, make_results_folder, remove_results, results_path
+from .checkpoint import load_checkpoint, write_json_atomic, write_text_atomic
+from .experiment import _csv, check_one_split_args, run_seeds
+from .loop import (RunResult, _digest, _rng_state, _set_rng_state, first_epoch_reaching, history_fields, read_last,
+                   write_checkpoints)
 
 
 @dataclass(frozen=True)
@@ -153,12 +153,7 @@ def train_sequences(model: SequenceClassifier, data: SequenceData, config: Seque
         saved = epoch
         if run_dir is None:
             return
-        if best["state"] is not None:
-            save_atomic({"epoch": best["epoch"], "model": best["state"], "metrics": best["metrics"],
-                         "fingerprint": expected, **rebuild}, run_dir / "best.pt")
-        save_atomic({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "history": history, "best": best, "rng": [_rng_state()], "fingerprint": expected, **rebuild},
-                    run_dir / "last.pt")
+        write_checkpoints(run_dir, epoch, model, optimizer, history, best, [_rng_state()], expected, rebuild)
 
     if ckpt is None:
         torch.manual_seed(seed)  # dropout draws
@@ -255,29 +250,17 @@ class SequenceExperiment:
             on_run: Callable[[RunResult, SequenceClassifier], None] | None = None) -> dict[str, Any]:
         """Train every run (``overwrite``: after deleting ``out``'s results), write and return the
         results; ``on_run(result, model)`` sees every finished run with its best weights."""
-        if self.out is not None:
-            if self.overwrite:
-                remove_results(self.out)
-            make_results_folder(self.out)
-        results: list[RunResult] = []
         started = time.perf_counter()
-        for r in range(self.runs):
-            run_seed = self.seed + r
-            torch.manual_seed(run_seed)
+
+        def train_one(r: int, run_seed: int, run_dir: Path | None) -> tuple[RunResult, SequenceClassifier]:
             model = self.build()
-            run_dir = self.run_dir(r)
-            if run_dir is not None:
-                make_results_folder(run_dir.parent)
-                make_results_folder(run_dir)
-            result = train_sequences(model, self.data, self.train_config, seed=run_seed, run=r, run_dir=run_dir,
-                                     resume=self.resume, progress=progress)
-            if run_dir is not None:
-                write_text_atomic(_csv(result.history, history_fields()), run_dir / "history.csv")
-            results.append(result)
-            if on_run is not None:
-                on_run(result, model)
-            log(f"run {r}: test accuracy {100 * result.test_acc:.1f} at epoch {result.best_epoch} (val "
-                f"{100 * result.val_acc:.1f}; {result.seconds_per_epoch:.1f} s/epoch)")
+            return train_sequences(model, self.data, self.train_config, seed=run_seed, run=r, run_dir=run_dir,
+                                   resume=self.resume, progress=progress), model
+
+        results = run_seeds(self.out, self.overwrite, self.runs, self.seed, self.run_dir, train_one, history_fields(),
+                            lambda r, result: f"run {r}: test accuracy {100 * result.test_acc:.1f} at epoch "
+                                              f"{result.best_epoch} (val {100 * result.val_acc:.1f}; "
+                                              f"{result.seconds_per_epoch:.1f} s/epoch)", log, on_run)
         test = [100 * r.test_acc for r in results]
         val = [100 * r.val_acc for r in results]
         payload = {
@@ -310,16 +293,7 @@ def prepare_sequences(dataset: str | SequenceData, model_config: SequenceModelCo
     or a :class:`~diffusion_pde.data.sequences.SequenceData`. Raises ValueError/TypeError naming
     the argument and the fix (bad settings, an ``out`` that is not ours or holds results without
     ``resume``/``overwrite``, a checkpoint written with other settings on resume)."""
-    if not isinstance(model_config, SequenceModelConfig):
-        raise TypeError(f"model_config must be a SequenceModelConfig, got {type(model_config).__name__}")
-    if not isinstance(train_config, SequenceTrainConfig):
-        raise TypeError(f"train_config must be a SequenceTrainConfig, got {type(train_config).__name__}")
-    for arg, value, least in (("runs", runs, 1), ("seed", seed, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ValueError(f"{arg} must be an int >= {least}, got {value!r}")
-    if out is not None:
-        check_out(Path(out), resume, overwrite)
-    out_dir = results_path(out) if out is not None else None
+    out_dir = check_one_split_args(model_config, SequenceModelConfig, train_config, SequenceTrainConfig, runs, seed, out, resume, overwrite)
     data = dataset if isinstance(dataset, SequenceData) else load_sequences(dataset, root=root, **(data_options or {}))
     experiment = SequenceExperiment(data, model_config, train_config, runs, seed, torch.device(device), out_dir,
                                     resume, overwrite)
