@@ -78,7 +78,7 @@ def _data_options(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError("--test-size: MNIST-1D keeps its own 1,000 test sequences; drop --test-size")
         options["num_test"] = args.num_test
     if args.num_instances is not None:
-        if args.dataset != "fashion-mnist-seq" and args.dataset != "digits-seq":
+        if args.dataset not in ("digits-seq", "fashion-mnist-seq"):
             raise ValueError(f"--num-instances keeps a subset of the images of the pixel-sequence datasets; "
                              f"{args.dataset!r} is not one: drop --num-instances")
         options["num_instances"] = args.num_instances

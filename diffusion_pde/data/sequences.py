@@ -26,15 +26,15 @@ pixel sequences draw ``num_val`` and ``num_test`` of the (subset of) images with
 from __future__ import annotations
 
 import numbers
-import os
 import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from ..atomic import save_atomic
 
 SEQUENCE_DATASETS = ("listops", "mnist1d", "digits-seq", "fashion-mnist-seq")
 
@@ -189,22 +189,9 @@ def load_listops(*, num_train: int = 20_000, num_val: int = 2_000, num_test: int
     parts = [torch.arange(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
     data = SequenceData("listops", inputs, lengths, torch.tensor(labels), 10, len(LISTOPS_VOCAB), *parts, source)
     if stored is not None:
-        _save_atomic({"source": source, "inputs": inputs, "lengths": lengths, "y": data.y, "train": data.train,
+        save_atomic({"source": source, "inputs": inputs, "lengths": lengths, "y": data.y, "train": data.train,
                       "val": data.val, "test": data.test}, stored)
     return data
-
-
-def _save_atomic(obj: dict, path: Path) -> None:
-    """``torch.save`` into a temporary file beside ``path``, then renamed over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(obj, stream)
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------- MNIST-1D

@@ -1,55 +1,38 @@
 """Atomic checkpoints: a file is either the old complete version or the new complete version.
 
-:func:`save_atomic` writes to a temporary file in the same folder, flushes it to disk and then
-``os.replace``-s it over the target, so a kill at any moment (Ctrl-C, SIGKILL, power loss
-after the fsync) never leaves a truncated checkpoint behind. :func:`load_checkpoint` refuses a file
+:func:`save_atomic` and the writers here go through :func:`diffusion_pde.atomic.replace_atomic`
+(a temporary file in the same folder, flushed to disk, then ``os.replace``-d over the target), so
+a kill at any moment never leaves a truncated checkpoint behind. :func:`load_checkpoint` refuses a file
 that is not a complete checkpoint with an error naming the file and the fix.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 import torch
 
+from ..atomic import replace_atomic, save_atomic
 
-def _replace_atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def save_atomic(obj: Any, path: str | Path) -> None:
-    """``torch.save(obj, path)``, atomically."""
-    _replace_atomic(Path(path), lambda handle: torch.save(obj, handle))
+__all__ = ["load_checkpoint", "save_atomic", "save_figure_atomic", "write_json_atomic", "write_text_atomic"]
 
 
 def write_json_atomic(obj: Any, path: str | Path) -> None:
     """JSON (indented, UTF-8) written atomically."""
-    _replace_atomic(Path(path), lambda handle: handle.write((json.dumps(obj, indent=2) + "\n").encode()))
+    replace_atomic(Path(path), lambda handle: handle.write((json.dumps(obj, indent=2) + "\n").encode()))
 
 
 def write_text_atomic(text: str, path: str | Path) -> None:
     """UTF-8 text written atomically."""
-    _replace_atomic(Path(path), lambda handle: handle.write(text.encode()))
+    replace_atomic(Path(path), lambda handle: handle.write(text.encode()))
 
 
 def save_figure_atomic(fig: Any, path: str | Path) -> None:
     """``fig.savefig(path)`` (matplotlib, 120 dpi, the format named by the suffix), atomically."""
     path = Path(path)
-    _replace_atomic(path, lambda handle: fig.savefig(handle, format=path.suffix[1:], dpi=120))
+    replace_atomic(path, lambda handle: fig.savefig(handle, format=path.suffix[1:], dpi=120))
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", *, keys: Iterable[str] = (),

@@ -66,12 +66,12 @@ class SequenceTrainConfig:
             raise ValueError(f"max_grad_norm must be > 0 or None, got {self.max_grad_norm!r}")
 
 
-def sequence_fingerprint(model: SequenceClassifier, config: SequenceTrainConfig, data: SequenceData,
+def sequence_fingerprint(model_config: SequenceModelConfig, config: SequenceTrainConfig, data: SequenceData,
                          seed: int) -> dict[str, Any]:
     """What a run's checkpoints must have been written with to be resumed (the node trainer's
     layout: model and training settings, the data's identity and contents, the split, the seed)."""
     train = {k: v for k, v in dataclasses.asdict(config).items() if k != "checkpoint_every"}
-    return {"model": dataclasses.asdict(model.config), "train": train,
+    return {"model": dataclasses.asdict(model_config), "train": train,
             "data": {"name": data.name, "inputs": _digest(data.inputs), "y": _digest(data.y),
                      "lengths": _digest(data.lengths)},
             "split": {part: _digest(getattr(data, part)) for part in ("train", "val", "test")},
@@ -128,7 +128,7 @@ def train_sequences(model: SequenceClassifier, data: SequenceData, config: Seque
     continues from ``last.pt`` written with the same settings and data."""
     device = next(model.parameters()).device
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    expected = sequence_fingerprint(model, config, data, seed)
+    expected = sequence_fingerprint(model.config, config, data, seed)
     run_dir = Path(run_dir) if run_dir is not None else None
     history: list[dict[str, float]] = []
     best: dict[str, Any] = {"epoch": 0, "score": -1.0, "state": None, "metrics": None}
@@ -299,9 +299,7 @@ def prepare_sequences(dataset: str | SequenceData, model_config: SequenceModelCo
                                     resume, overwrite)
     if resume and out_dir is not None:
         for r in range(runs):
-            run_dir = experiment.run_dir(r)
-            torch.manual_seed(seed + r)
-            read_last(run_dir, sequence_fingerprint(experiment.build(), train_config, data, seed + r))
+            read_last(experiment.run_dir(r), sequence_fingerprint(model_config, train_config, data, seed + r))
     return experiment
 
 
