@@ -26,7 +26,8 @@ from ..training.metrics import METRIC_LABELS, METRICS
 from ..training.plots import plot_attention, plot_learning_curves
 from ._common import HelpFormatter, count_or_fraction, flag_names, print_json, resolve_device, usage_errors
 from .forecast import add_forecasting_arguments, train_forecasting
-from .sequence import SEQUENCE_ONLY_MODELS, add_sequence_arguments, is_sequence_task, train_sequence_task
+from .sequence import (SEQUENCE_ONLY_MODELS, add_sequence_arguments, check_no_sequence_flags, is_sequence_task,
+                       train_sequence_task)
 
 _FIELD_DEFAULTS = {f.name: f.default for config in (ModelConfig, TrainConfig) for f in dataclasses.fields(config)}
 _SHOWN = {None: "none", True: "on", False: "off"}
@@ -302,6 +303,8 @@ def _train(args: argparse.Namespace) -> int:
         with usage_errors(args.flags):
             raise ValueError(f"--model {args.model} classifies sequences (--task sequence, a sequence dataset); node "
                              "classification has " + ", ".join(MODELS))
+    with usage_errors(args.flags):
+        check_no_sequence_flags(args)
     if is_temporal(args.dataset) or args.lags is not None:
         return train_forecasting(args)
     with usage_errors(args.flags):

@@ -137,6 +137,28 @@ def test_padding_does_not_change_the_logits(model):
     assert torch.allclose(alone[0], together[0], atol=1e-5)
 
 
+def test_transformer_attention_dropout():
+    """attention_dropout sets the dropout on the attention weights alone (the rest keeps
+    ``dropout``): with 0 a training forward of one full-length batch is deterministic apart from
+    the other dropouts, so with those at 0 too two training forwards agree, while attention
+    dropout 0.5 makes them differ; None keeps torch's default (the weights dropped at ``dropout``)."""
+    torch.manual_seed(0)
+    tokens, lengths = torch.randint(1, 16, (2, 20)), torch.tensor([20, 20])
+    for attention_dropout, same in ((0.0, True), (0.5, False)):
+        config = SequenceModelConfig(model="transformer", hidden=16, num_layers=2, heads=2, dropout=0.0,
+                                     attention_dropout=attention_dropout)
+        net = build_sequence_model(config, num_classes=5, max_length=30, vocab_size=16).train()
+        assert [layer.self_attn.dropout for layer in net.body.encoder.layers] == [attention_dropout] * 2
+        assert torch.allclose(net(tokens, lengths), net(tokens, lengths)) is same
+    default = build_sequence_model(SequenceModelConfig(model="transformer", hidden=16, heads=2, dropout=0.2),
+                                   num_classes=5, max_length=30, vocab_size=16)
+    assert {layer.self_attn.dropout for layer in default.body.encoder.layers} == {0.2}
+    with pytest.raises(ValueError, match="attention_dropout is the transformer's"):
+        SequenceModelConfig(model="ldn", attention_dropout=0.0)
+    with pytest.raises(ValueError, match=r"attention_dropout must lie in \[0, 1\)"):
+        SequenceModelConfig(model="transformer", attention_dropout=1.0)
+
+
 def test_model_config_errors_name_the_field():
     with pytest.raises(ValueError, match="unknown sequence model"):
         SequenceModelConfig(model="rnn")
