@@ -11,6 +11,7 @@ import torch
 
 import diffusion_pde as dp
 import solvers
+from diffusion_pde import graph as graph_module
 from diffusion_pde.diffusivities import difformer_a as difformer_a_module
 
 TOL = 1e-10
@@ -225,3 +226,62 @@ def test_zero_state_rows_keep_s_finite(norm: str) -> None:
     assert bool(torch.isfinite(dense).all()) and torch.allclose(dense.sum(-1), torch.ones(6, dtype=torch.float64))
     s(z).sum().backward()
     assert bool(torch.isfinite(z.grad).all())
+
+
+# DIFFormer-s with global norms runs as one autograd node with a hand-written backward pass
+# (diffusivities._global_attention.GlobalAttention); the streamed form, sums then apply, is the same
+# function in plain autograd operations. Values and every gradient must agree.
+GLOBAL_CASES = [  # id, heads, key channels, bias, separate values, batch shape
+    ("one-head", 1, 4, False, False, ()),
+    ("bias-values", 1, 4, True, True, ()),
+    ("heads-bias-values-batched", 3, 2, True, True, (2,)),
+    ("heads-bias-batched", 3, 2, True, False, (2,)),
+    ("heads-no-bias", 2, 3, False, True, ()),
+]
+
+
+def _fused_and_streamed_gradients(s, z: torch.Tensor, v: torch.Tensor | None):
+    weights = [p for p in (s.query.weight, s.key.weight, s.query.bias, s.key.bias) if p is not None]
+    inputs = [z] + ([] if v is None else [v]) + weights
+    fused = s(z, v)
+    streamed = s.apply(z, s.sums(z, z if v is None else v))
+    probe = torch.randn_like(fused)
+    return (fused, streamed, torch.autograd.grad((fused * probe).sum(), inputs),
+            torch.autograd.grad((streamed * probe).sum(), inputs))
+
+
+@pytest.mark.parametrize("row_block", [4, 16384])  # rows in blocks of 4 (3 blocks), or one block
+@pytest.mark.parametrize("case, heads, key_channels, bias, separate, batch", GLOBAL_CASES, ids=[c[0] for c in GLOBAL_CASES])
+def test_global_attention_backward_is_autograd_of_the_streamed_form(case, heads, key_channels, bias, separate, batch,
+                                                                    row_block, monkeypatch):
+    monkeypatch.setattr(graph_module, "ROW_BLOCK", row_block)
+    torch.manual_seed(len(case))
+    s = dp.diffusivity("difformer_s", in_channels=5, heads=heads, key_channels=key_channels, qk_norm="global",
+                       bias=bias).double()
+    z = torch.randn(*batch, 9, 5, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(*batch, 9, 3, dtype=torch.float64, requires_grad=True) if separate else None
+    fused, streamed, got, want = _fused_and_streamed_gradients(s, z, v)
+    torch.testing.assert_close(fused, streamed, rtol=1e-13, atol=1e-13)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_global_attention_gradients_on_rows_without_attention_mass(heads: int) -> None:
+    """Global norms bound |r q_iᵀk_j| summed over all i, j by 1, so a kernel row sum N + r q_iᵀΣ_j k_j
+    can vanish only for one node: with d = 1 and W_k = −W_q/4 in the first head (zero weights in
+    the second) its sum is 1 − 1 = 0, the row is uniform (Σ_j v_j / N = v), and the hand-written
+    gradients, including those through the uniform row, equal autograd's of the streamed form."""
+    torch.manual_seed(3)
+    s = dp.diffusivity("difformer_s", in_channels=1, heads=heads, key_channels=1, qk_norm="global").double()
+    with torch.no_grad():
+        s.query.weight.copy_(torch.tensor([[2.0], [0.0]][:heads]))
+        s.key.weight.copy_(torch.tensor([[-0.5], [0.0]][:heads]))
+    z = torch.full((1, 1), 0.7, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(1, 3, dtype=torch.float64, requires_grad=True)
+    fused, streamed, got, want = _fused_and_streamed_gradients(s, z, v)
+    torch.testing.assert_close(fused, v.detach(), rtol=0, atol=1e-15)
+    assert float(got[1].abs().sum()) > 0  # the gradient reaches v through the uniform row
+    torch.testing.assert_close(fused, streamed, rtol=0, atol=1e-15)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)

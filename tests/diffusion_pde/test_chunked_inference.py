@@ -15,6 +15,7 @@ from torch_geometric.utils import to_undirected
 import diffusion_pde as dp
 from diffusion_pde.cli import main
 from diffusion_pde.diffusivities import LinearGraphDiffusivity
+from diffusion_pde.diffusivities._global_attention import GramSums
 from diffusion_pde.diffusivities.difformer_s import AttentionSums, DIFFormerSimple
 from diffusion_pde.models import ModelConfig, build_model, check_chunkable, predict_chunked
 from diffusion_pde.training import load_model, predict
@@ -110,12 +111,18 @@ def test_sums_are_additive_and_apply_by_rows_is_forward(qk_norm: str, bias: bool
     whole = s.sums(z, v)
     parts = s.sums(z[..., :4, :], v[..., :4, :]) + s.sums(z[..., 4:5, :], v[..., 4:5, :]) + \
         s.sums(z[..., 5:, :], v[..., 5:, :])
-    assert isinstance(whole, AttentionSums) and parts.num_nodes == whole.num_nodes == 11
-    for field in ("kv", "key_sum", "value_sum", "key_sq", "query_sq"):
+    assert isinstance(whole, AttentionSums if qk_norm == "row" else GramSums)
+    assert parts.num_nodes == whole.num_nodes == 11
+    fields = ("kv", "key_sum", "value_sum", "query_sq") if qk_norm == "row" else ("gram", "gram_values")
+    for field in fields:
         a, b = getattr(whole, field), getattr(parts, field)
-        assert (a is None) == (b is None) == (field in (("key_sq", "query_sq") if qk_norm == "row" else ()))
+        assert (a is None) == (b is None) == (field == "query_sq")
         if a is not None:
             assert torch.allclose(a, b, rtol=1e-13, atol=1e-13), field
+    if qk_norm == "global":  # the augmented Gram matrices themselves, against their definition
+        z1, v1 = (torch.cat([x, torch.ones(*x.shape[:-1], 1, dtype=x.dtype)], dim=-1) for x in (z, v))
+        assert torch.allclose(whole.gram, z1.transpose(-1, -2) @ z1, rtol=1e-13, atol=1e-13)
+        assert torch.allclose(whole.gram_values, z1.transpose(-1, -2) @ v1, rtol=1e-13, atol=1e-13)
     expected = s(z, v)
     rows = torch.cat([s.apply(z[..., i:i + 3, :], parts) for i in range(0, 11, 3)], dim=-2)
     assert torch.allclose(rows, expected, rtol=1e-13, atol=1e-13)
@@ -177,8 +184,14 @@ def test_sums_of_another_normalisation_are_refused() -> None:
     z = torch.randn(4, 5, dtype=torch.float64)
     with pytest.raises(ValueError, match="another qk_norm"):
         glob.apply(z, row.sums(z))
+    with pytest.raises(ValueError, match="another qk_norm"):
+        row.apply(z, glob.sums(z))
     with pytest.raises(ValueError, match="cannot add the sums"):
         row.sums(z) + glob.sums(z)
+    with pytest.raises(ValueError, match="cannot add the sums"):
+        glob.sums(z) + row.sums(z)
+    with pytest.raises(ValueError, match="cannot add the sums"):
+        glob.sums(z) + glob.sums(z, torch.randn(4, 5, dtype=torch.float64))
     with pytest.raises(TypeError, match="AttentionSums"):
         row.apply(z, z)
 
