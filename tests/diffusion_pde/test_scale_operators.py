@@ -182,8 +182,17 @@ def test_an_euler_layer_with_unit_step_is_exactly_the_propagation() -> None:
     assert torch.equal(out, gcn(z))
 
 
+def restated_keep(n: int, p: float) -> torch.Tensor:
+    """The documented rule of ``keep_mask`` for one block of n entries: ⌈n/3⌉ int64 draws, their
+    bits 0–20, 21–41 and 42–62 as three uniform integers below 2²¹ each, concatenated, kept where
+    ≥ round(p 2²¹)."""
+    bits = torch.empty(-(-n // 3), dtype=torch.int64).random_()
+    low = 2**21 - 1
+    return torch.cat([bits & low, (bits >> 21) & low, bits >> 42])[:n] >= round(p * 2**21)
+
+
 class ReferenceDropout(nn.Module):
-    """Dropout restated: keep where a float32 uniform draw is ≥ p, scale by 1/(1 − p) rounded in
+    """Dropout restated: keep where :func:`restated_keep` says so, scale by 1/(1 − p) rounded in
     x's dtype (the documented rule of ``keep_mask``/``MaskedDropout``)."""
 
     def __init__(self, p: float) -> None:
@@ -191,7 +200,7 @@ class ReferenceDropout(nn.Module):
         self.p = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        keep = (torch.rand(x.numel()) >= self.p).view(x.shape)
+        keep = restated_keep(x.numel(), self.p).view(x.shape)
         scale = torch.ones((), dtype=x.dtype) / (1.0 - self.p)
         return x * keep.to(x.dtype) * scale
 
@@ -217,13 +226,16 @@ def test_masked_dropout_is_its_formula_bit_for_bit(dtype: torch.dtype, inplace: 
 
 @pytest.mark.parametrize("p", [0.05, 0.2, 0.5, 0.9])
 def test_keep_mask_keeps_each_entry_with_probability_one_minus_p(p: float, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Blocks of 1,000 entries draw the same stream as one draw; the keep rate is 1 − p within 5
-    binomial standard deviations, and the rate of nn.Dropout's own masks is too (same law)."""
+    """In blocks of 1,000 entries the mask is the restated rule block by block; the keep rate is
+    1 − p within 5 binomial standard deviations, and the rate of nn.Dropout's own masks is too
+    (same law)."""
     monkeypatch.setattr(dropout_module, "_MASK_BLOCK", 1000)
     torch.manual_seed(2)
     mask = keep_mask((200, 1001), p)
     torch.manual_seed(2)
-    assert torch.equal(mask, (torch.rand(200 * 1001) >= p).view(200, 1001))
+    n = 200 * 1001
+    expected = torch.cat([restated_keep(min(1000, n - start), p) for start in range(0, n, 1000)])
+    assert torch.equal(mask, expected.view(200, 1001))
     n = mask.numel()
     band = 5 * math.sqrt(n * p * (1 - p))
     assert abs(int(mask.sum()) - n * (1 - p)) < band
