@@ -22,6 +22,8 @@ from typing import Any
 import torch
 
 from ..diffusivities import diffusivity_for
+from ..data.sequences import SEQUENCE_DATASETS
+from ..data.temporal import is_temporal
 from ..energies import normalised_dirichlet_energy
 from ..models import NodeClassifier, build_model
 from ..models.config import SOURCE_TERM_MODELS, model_uses
@@ -60,7 +62,11 @@ SWEPT = {"num_layers": "--depths", "tau": "--taus", "source_weight": "--source-w
 
 def check_sweep(args: argparse.Namespace) -> None:
     """The sweep varies depth, step and source weight: their single-value flags and a model
-    that uses none of them are refused."""
+    that uses none of them are refused, and so are the datasets of other tasks."""
+    if is_temporal(args.dataset) or args.dataset in SEQUENCE_DATASETS:
+        task = "forecasting" if is_temporal(args.dataset) else "sequence classification"
+        raise ValueError(f"dataset {args.dataset!r} is for {task}, which the sweep (node classification over "
+                         f"depth x tau x mu) does not run: train it with diffusion-pde train --dataset {args.dataset}")
     for name, sweep_flag in SWEPT.items():
         if getattr(args, name) is not None:
             flag = {"num_layers": "--layers", "tau": "--tau", "source_weight": "--source-weight"}[name]
