@@ -40,7 +40,7 @@ from torch_geometric.data import Data
 import solvers
 
 from ..diffusivities import Diffusivity, LinearGraphDiffusivity, QueryKeyDiffusivity
-from ..diffusivities.difformer_s import AttentionSums, DIFFormerSimple
+from ..diffusivities.difformer_s import AttentionSums, DIFFormerSimple, GramSums
 from ..field import DiffusionBlock, DiffusionField
 from ..graph import csr_rows, row_blocks, spmm
 from .depth import ContinuousDiffusion, DiscreteDiffusion
@@ -181,7 +181,7 @@ def check_chunkable(model: nn.Module) -> None:
     _stages(model)
 
 
-def _attention_sums(prop: _Propagator, z: torch.Tensor, chunk: int) -> AttentionSums | None:
+def _attention_sums(prop: _Propagator, z: torch.Tensor, chunk: int) -> AttentionSums | GramSums | None:
     """Pass 1: the attention's node sums of state ``z``, accumulated over chunks."""
     if prop.attention is None:
         return None
@@ -193,7 +193,7 @@ def _attention_sums(prop: _Propagator, z: torch.Tensor, chunk: int) -> Attention
     return total
 
 
-def _field_rows(field: DiffusionField, prop: _Propagator, sums: AttentionSums | None, z: torch.Tensor,
+def _field_rows(field: DiffusionField, prop: _Propagator, sums: AttentionSums | GramSums | None, z: torch.Tensor,
                 z0: torch.Tensor | None, rows: slice) -> torch.Tensor:
     """Pass 2: F(Z) = (1 − μ)(P(Z) − Z) + μ(Z⁰ − Z) on ``rows``, in the order of
     :meth:`DiffusionField.forward` and :meth:`Propagation.forward`."""

@@ -15,8 +15,7 @@ from torch_geometric.utils import to_undirected
 import diffusion_pde as dp
 from diffusion_pde.cli import main
 from diffusion_pde.diffusivities import LinearGraphDiffusivity
-from diffusion_pde.diffusivities._global_attention import GramSums
-from diffusion_pde.diffusivities.difformer_s import AttentionSums, DIFFormerSimple
+from diffusion_pde.diffusivities.difformer_s import AttentionSums, DIFFormerSimple, GramSums
 from diffusion_pde.models import ModelConfig, build_model, check_chunkable, predict_chunked
 from diffusion_pde.training import load_model, predict
 from saved_graphs import tiny_graph
