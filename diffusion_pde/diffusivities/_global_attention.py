@@ -19,6 +19,10 @@ A layer is two [N, d] × [d, ·] products forward (Ĝ, and P = ẑ M formed as z
 between is a handful of small products (:func:`fold`). The same functions, as plain autograd
 operations, serve the streamed form (:class:`GramSums`, additive over blocks of nodes, then
 :func:`attention_rows` per block of rows).
+
+Precision: the norms and sums come from Σ z zᵀ, so a common offset c of the states that the
+biases cancel costs about eps (c / spread)² instead of eps (c / spread) (float32: 1e-3 relative
+at c = 1e3 times the spread); the states DIFFormer layers see come out of a LayerNorm.
 """
 
 from __future__ import annotations
@@ -245,8 +249,8 @@ class GlobalAttention(torch.autograd.Function):
         d_gv = torch.zeros_like(gv)
         d_gv[..., d, :] = d_heads[..., d, :].sum(dim=-2)
         d_gv[..., d:, :-1] += d_uniform / n
-        d_r = (d_heads * core).sum(dim=(-3, -2, -1))
         d_core = d_heads * r[..., None, None, None]
+        d_rr = (d_core * core).sum(dim=(-3, -2, -1))  # dL/dr · r: of order |z|² like the forward (dL/dr alone is |z|³)
         k = maps.shape[0] // 2
         dk = k // heads
         d_maps = torch.empty_like(maps)
@@ -256,7 +260,7 @@ class GlobalAttention(torch.autograd.Function):
         d_gv += maps[:k].T @ d_keys
         # r = ‖K‖⁻¹ ‖Q‖⁻¹ with ‖K‖² = ⟨Ŵ_k Ĝ, Ŵ_k⟩ (d/dŴ_k: 2 Ŵ_k Ĝ, d/dĜ: Ŵ_kᵀŴ_k), ‖Q‖² alike
         alive = (r != 0).unsqueeze(-1)
-        d_squares = torch.where(alive, (-0.5 * d_r * r).unsqueeze(-1) / torch.where(alive, squares, 1), 0)
+        d_squares = torch.where(alive, (-0.5 * d_rr).unsqueeze(-1) / torch.where(alive, squares, 1), 0)
         row_scale = d_squares.repeat_interleave(k, dim=-1).unsqueeze(-1)        # [..., 2K, 1]
         d_maps += batch_sum(2 * row_scale * projected, 2)
         d_gram = (maps * row_scale).transpose(-1, -2) @ maps

@@ -413,3 +413,30 @@ def test_global_difformer_s_is_scale_invariant_at_extreme_magnitudes(magnitude: 
     s = diffusivity("difformer_s", in_channels=4, heads=1, qk_norm="global", dtype=F64)
     z, values = torch.randn(7, 4, dtype=F64), torch.randn(7, 4, dtype=F64)
     assert torch.allclose(s(z * magnitude, values), s(z, values), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype, magnitude", [(F64, 1e-100), (F64, 1e100), (torch.float32, 1e-12), (torch.float32, 1e12)])
+def test_global_difformer_s_gradients_are_scale_invariant_at_extreme_magnitudes(dtype, magnitude: float) -> None:
+    """Without biases f(z) = Σ S(z) z is homogeneous of degree 1, so its gradient at c z equals
+    the one at z. The hand-written backward pass formed dL/dr (of order |z|³, r = 1/(‖Q‖ ‖K‖)),
+    which overflowed float64 at |z| ~ 1e103 (NaN gradients) and float32 at 1e13 (regression case
+    of a review: z = 1e103 · I₂, W_q = W_k = I₂)."""
+    torch.manual_seed(5)
+    s = diffusivity("difformer_s", in_channels=4, heads=2, key_channels=3, qk_norm="global", dtype=dtype)
+    z = torch.randn(9, 4, dtype=dtype)
+    grads = []
+    for scale in (1.0, magnitude):
+        x = (z * scale).requires_grad_()
+        s(x).sum().backward()
+        grads.append(x.grad)
+    tol = 1e-9 if dtype == F64 else 1e-3
+    assert bool(torch.isfinite(grads[1]).all())
+    torch.testing.assert_close(grads[1], grads[0], rtol=tol, atol=tol)
+    w = torch.eye(2, dtype=F64)
+    x = (torch.eye(2, dtype=F64) * 1e103).requires_grad_()
+    two = diffusivity("difformer_s", in_channels=2, qk_norm="global", dtype=F64)
+    with torch.no_grad():
+        two.query.weight.copy_(w)
+        two.key.weight.copy_(w)
+    two(x).sum().backward()
+    torch.testing.assert_close(x.grad, torch.ones(2, 2, dtype=F64), rtol=1e-12, atol=1e-12)
