@@ -172,6 +172,9 @@ class _Combination(torch.autograd.Function):
         ctx.coefficients = (a, b, c)
         if in_place:
             ctx.mark_dirty(p)
+        if (z0 is None or c == 0.0) and a + b == 1.0 and a != 1.0:  # (1 − a) z + a P in one pass
+            return torch.lerp(z, p, a, out=p) if in_place else torch.lerp(z, p, a)
+        if in_place:
             out = p.mul_(a) if a != 1.0 else p
         else:
             out = p * a
