@@ -172,9 +172,7 @@ class DIFFormerSimple(QueryKeyDiffusivity):
         if global_rows:
             zw = widen(z)
             gram_values = sums.gram if sums.gram_values is None else sums.gram_values
-            w_k, b_k = self._linear_parts(self.key, zw.dtype)
-            w_q, b_q = self._linear_parts(self.query, zw.dtype)
-            matrix = fold(sums.gram, sums.gram_values, w_k, b_k, w_q, b_q, self.heads).matrix
+            matrix = fold(sums.gram, sums.gram_values, *self._key_query_maps(zw.dtype), self.heads).matrix
             rows = attention_rows(zw, matrix, self.heads, self._floor(sums.num_nodes, sums.dtype), uniform_row(gram_values))
             return rows.to(sums.dtype)
         return self._apply_sums(self.project(self.query, z), sums)
@@ -202,19 +200,19 @@ class DIFFormerSimple(QueryKeyDiffusivity):
             num_nodes=values.shape[-2], query_sq=query_sq, dtype=dtype,
         )
 
-    def _linear_parts(self, lin: torch.nn.Linear, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """W [H d_k, d] and b [H d_k] (or None) of ``self.query``/``self.key`` in ``dtype``."""
-        if lin.weight.dtype == dtype:
-            return lin.weight, lin.bias
-        return lin.weight.to(dtype), None if lin.bias is None else lin.bias.to(dtype)
+    def _key_query_maps(self, dtype: torch.dtype) -> tuple[torch.Tensor | None, ...]:
+        """W_k, b_k, W_q, b_q ([H d_k, d] and [H d_k] or None) of ``self.key``/``self.query`` in ``dtype``."""
+        def parts(lin: torch.nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
+            if lin.weight.dtype == dtype:
+                return lin.weight, lin.bias
+            return lin.weight.to(dtype), None if lin.bias is None else lin.bias.to(dtype)
+        return (*parts(self.key), *parts(self.query))
 
     def _global_attention(self, z: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """(S V) for all rows with global norms: one :class:`GlobalAttention` node (q and k never
         formed; see :mod:`._global_attention`)."""
         zw = widen(z)
-        w_k, b_k = self._linear_parts(self.key, zw.dtype)
-        w_q, b_q = self._linear_parts(self.query, zw.dtype)
-        args = (zw, None if values is z else widen(values), w_k, b_k, w_q, b_q, self.heads,
+        args = (zw, None if values is z else widen(values), *self._key_query_maps(zw.dtype), self.heads,
                 self._floor(z.shape[-2], values.dtype))
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args[:6]):
             out = GlobalAttention.apply(*args)
