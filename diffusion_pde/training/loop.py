@@ -305,17 +305,34 @@ LAST_KEYS = (*REBUILD_KEYS, "optimizer", "history", "best", "rng", "fingerprint"
 BEST_KEYS = (*REBUILD_KEYS, "metrics", "fingerprint")
 
 
+def _without_epochs(fp: Any) -> Any:
+    if not isinstance(fp, dict) or not isinstance(fp.get("train"), dict):
+        return fp
+    return {**fp, "train": {k: v for k, v in fp["train"].items() if k != "epochs"}}
+
+
 def read_last(run_dir: str | Path, expected: dict[str, Any], device: torch.device | str = "cpu") -> dict[str, Any] | None:
     """``run_dir/last.pt`` checked for a resume (complete, written with the ``expected``
-    fingerprint), or None when the run has none."""
+    fingerprint), or None when the run has none.
+
+    The epoch budget (``expected["train"]["epochs"]``) may be larger than the checkpoint's: every
+    trainer here keeps a constant learning rate and draws each epoch's batches and dropout from
+    the restored generator state, so epochs 1..k do not depend on the budget, and a run resumed
+    with a larger one is the run that had it from the start (tested for each task). A budget
+    below the epochs already run is refused."""
     path = Path(run_dir) / "last.pt"
     if not path.exists():
         return None
     ckpt = load_checkpoint(path, device, keys=LAST_KEYS,
                            remedy="delete it to train this run again from scratch, or start over with --overwrite")
-    if ckpt["fingerprint"] != expected:
-        raise ValueError(f"{path} was written with other settings or data ({fingerprint_changes(ckpt['fingerprint'], expected)}); "
+    stored, wanted = _without_epochs(ckpt["fingerprint"]), _without_epochs(expected)
+    if stored != wanted:
+        raise ValueError(f"{path} was written with other settings or data ({fingerprint_changes(stored, wanted)}); "
                          "resume with the same settings and data, or start over with --overwrite (or another --out)")
+    epochs = expected["train"]["epochs"]
+    if int(ckpt["epoch"]) > int(epochs):
+        raise ValueError(f"{path} has already run {ckpt['epoch']} epochs, more than epochs={epochs}; "
+                         f"resume with --epochs {ckpt['epoch']} or more (the budget may grow, not shrink)")
     return ckpt
 
 

@@ -125,7 +125,10 @@ def train_sequences(model: SequenceClassifier, data: SequenceData, config: Seque
     """Train ``model`` (already seeded) on ``data``'s training sequences; return the
     :class:`~.loop.RunResult` (accuracies in [0, 1], epochs from 1). With ``run_dir``: ``last.pt``
     and ``best.pt`` (the best validation epoch's weights) and ``result.json``; ``resume``
-    continues from ``last.pt`` written with the same settings and data."""
+    continues from ``last.pt`` written with the same settings and data, and may raise the epoch
+    budget (``epochs``) of a finished or interrupted run: the learning rate is constant and each
+    epoch's batch order is drawn from (seed, epoch), so epochs 1..k do not depend on the budget and
+    the resumed run is the run that had the larger budget from the start (tested)."""
     device = next(model.parameters()).device
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     expected = sequence_fingerprint(model.config, config, data, seed)
