@@ -237,9 +237,13 @@ class GlobalAttention(torch.autograd.Function):
             else:
                 inv = torch.where(live, den, 1).reciprocal_().mul_(live)
                 d_uniform += ((~live).sum(dim=-2).to(g.dtype) * g).sum(dim=-2, keepdim=True) / heads
-            d_num = g.unsqueeze(-2) * (inv if heads == 1 else inv / heads)       # [..., rows, H, d_v]
-            d_den = (d_num * num).sum(dim=-1, keepdim=True).mul_(inv).neg_()  # −(g·num)/(H den²)
-            d_p = torch.cat([d_num, d_den], dim=-1).flatten(-2)                 # [..., rows, H (d_v+1)]
+            # d_p = [d_num | d_den] per head, written in place: [..., rows, H, d_v+1]
+            d_p = p.new_empty(p.shape)
+            d_num, d_den = d_p[..., :-1], d_p[..., -1:]
+            torch.mul(g.unsqueeze(-2), inv if heads == 1 else inv / heads, out=d_num)
+            torch.sum(d_num * num, dim=-1, keepdim=True, out=d_den)
+            d_den.mul_(inv).neg_()                                              # −(g·num)/(H den²)
+            d_p = d_p.flatten(-2)                                               # [..., rows, H (d_v+1)]
             if grad_z is not None:
                 grad_z[..., rows, :] = d_p @ matrix[..., :d, :].transpose(-1, -2)
             _accumulate(d_matrix[..., :d, :], zb.transpose(-1, -2), d_p)

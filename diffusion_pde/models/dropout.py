@@ -22,10 +22,12 @@ _MASK_BLOCK = 2**20
 
 
 def _masked_product(x: torch.Tensor, mask: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """out = x · mask for a boolean mask, in blocks of entries: the product converts the mask to
-    x's dtype first, and a block's converted copy (4 MB) is reused by the heap where the whole
-    mask's (a quarter GB for an N×64 state at N = 1M) would be a fresh mapping every time."""
-    flat_x, flat_mask, flat_out = x.reshape(-1), mask.reshape(-1), out.view(-1)
+    """out = x · mask for a boolean mask, in blocks of entries. The mask is read as uint8 (the
+    same bytes, 0 or 1): torch multiplies by a bool tensor through a converted copy in x's dtype,
+    a uint8 one in its vectorised mixed-dtype loop (on one CPU thread about 35 instead of 125 µs
+    for 2,708 × 64 float32). Blocks keep any temporary at 4 MB where the whole mask's (a quarter
+    GB for an N×64 state at N = 1M) would be a fresh mapping every time."""
+    flat_x, flat_mask, flat_out = x.reshape(-1), mask.reshape(-1).view(torch.uint8), out.view(-1)
     for block in row_blocks(flat_x.numel(), _MASK_BLOCK):
         torch.mul(flat_x[block], flat_mask[block], out=flat_out[block])
     return out
@@ -122,4 +124,5 @@ def csr_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     scale = float(torch.ones((), dtype=values.dtype) / (1.0 - p)) if p < 1.0 else 0.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-        return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), (values * keep).mul_(scale), x.shape)
+        return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), (values * keep.view(torch.uint8)).mul_(scale),
+                                       x.shape)
