@@ -46,18 +46,22 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.devic
     ``bernoulli_``, which draws a double per entry."""
     mask = torch.empty(shape, dtype=torch.bool, device=device)
     flat = mask.view(-1)
-    threshold, low = round(p * 2**_DRAW_BITS), (1 << _DRAW_BITS) - 1
+    threshold = round(p * 2**_DRAW_BITS)
     for block in row_blocks(flat.numel(), _MASK_BLOCK):
         size = block.stop - block.start
         third = -(-size // 3)
         bits = torch.empty(third, dtype=torch.int64, device=device).random_()
         part = flat[block]
+        if threshold == 1 << _DRAW_BITS:  # p = 1: none kept (t·2⁴² would overflow int64); the draw still advances the generator
+            part.zero_()
+            continue
         for c in range(3):
             start, stop = c * third, min((c + 1) * third, size)
             if start >= stop:
                 break
-            chunk = bits[:stop - start] >> (c * _DRAW_BITS) if c else bits[:stop - start]
-            torch.ge(chunk & low if c < 2 else chunk, threshold, out=part[start:stop])
+            # bits c·21 … c·21+20 ≥ t  ⟺  bits 0 … c·21+20 ≥ t·2^(c·21): no shift needed
+            chunk, top = bits[:stop - start], (c + 1) * _DRAW_BITS
+            torch.ge(chunk & ((1 << top) - 1) if c < 2 else chunk, threshold << (c * _DRAW_BITS), out=part[start:stop])
     return mask
 
 

@@ -224,6 +224,18 @@ def test_masked_dropout_is_its_formula_bit_for_bit(dtype: torch.dtype, inplace: 
     assert dropout(x) is x and MaskedDropout(0.0)(x) is x
 
 
+@pytest.mark.parametrize("p", [0.0, 1.0, 2**-21, 1 - 2**-21])
+def test_keep_mask_at_the_ends_of_p_follows_the_rule_and_draws_the_same(p: float) -> None:
+    """p = 0 keeps all, p = 1 none (where t·2⁴² would overflow int64), and the generator moves on
+    as for any p; one step inside either end is still the restated rule."""
+    torch.manual_seed(4)
+    mask = keep_mask((3, 1001), p)
+    after = torch.get_rng_state()
+    torch.manual_seed(4)
+    assert torch.equal(mask.view(-1), restated_keep(3003, p))
+    assert torch.equal(after, torch.get_rng_state())
+
+
 @pytest.mark.parametrize("p", [0.05, 0.2, 0.5, 0.9])
 def test_keep_mask_keeps_each_entry_with_probability_one_minus_p(p: float, monkeypatch: pytest.MonkeyPatch) -> None:
     """In blocks of 1,000 entries the mask is the restated rule block by block; the keep rate is
