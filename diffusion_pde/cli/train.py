@@ -275,7 +275,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     o.add_argument("--out", default=None, metavar="DIR",
                    help="results and checkpoints; a new or empty folder, or one of our results folders (default: "
                         "runs/DATASET-MODEL-DEPTH)")
-    o.add_argument("--resume", action="store_true", help="continue the runs in --out from their last checkpoints")
+    o.add_argument("--resume", action="store_true",
+                   help="continue the runs in --out from their last checkpoints (with a larger --epochs, finished "
+                        "runs train on to it)")
     o.add_argument("--overwrite", action="store_true",
                    help="start over: first delete the files diffusion-pde wrote in --out (only those; a folder without "
                         "its .diffusion-pde-run marker, the current and the home folder are refused)")
