@@ -671,7 +671,7 @@ CLI_CASES = [
         rf"{LAST} was written with other settings or data \(lr 0\.01 then, 0\.5 now\)", setup=finished_run()),
     cli("train-resume-fewer-epochs", "--resume with an epoch budget below the epochs already run",
         f"train {RUN} --resume --epochs 1",
-        rf"{LAST} has already run 2 epochs, more than epochs=1; resume with --epochs 2 or more", setup=finished_run()),
+        rf"{LAST} has already run 2 epochs, more than epochs=1 \(--epochs\): resume with epochs >= 2, or start over", setup=finished_run()),
     cli("train-resume-result-json", "--resume, a finished run whose result.json is truncated", f"train {RUN} --resume",
         rf"{RESULT} is not valid JSON \(it is truncated or damaged\); delete it and --resume rebuilds it", setup=finished_run((RESULT, truncate))),
     cli("train-resume-other-settings", "--resume with another learning rate", f"train {RUN} --resume --lr 0.5",

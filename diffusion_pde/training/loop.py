@@ -331,8 +331,8 @@ def read_last(run_dir: str | Path, expected: dict[str, Any], device: torch.devic
                          "resume with the same settings and data, or start over with --overwrite (or another --out)")
     epochs = expected["train"]["epochs"]
     if int(ckpt["epoch"]) > int(epochs):
-        raise ValueError(f"{path} has already run {ckpt['epoch']} epochs, more than epochs={epochs}; "
-                         f"resume with --epochs {ckpt['epoch']} or more (the budget may grow, not shrink)")
+        raise ValueError(f"{path} has already run {ckpt['epoch']} epochs, more than epochs={epochs} (--epochs): "
+                         f"resume with epochs >= {ckpt['epoch']}, or start over with --overwrite")
     return ckpt
 
 
@@ -590,10 +590,13 @@ def stored_result(run_dir: str | Path, expected: dict[str, Any], model: NodeClas
                          "from last.pt") from err
     if not isinstance(stored, dict) or stored.pop("fingerprint", None) != expected:
         return None
-    history = read_last(run_dir, expected)["history"]
+    last = read_last(run_dir, expected)
     device = next(model.parameters()).device if model is not None else "cpu"
     best = load_checkpoint(run_dir / "best.pt", device, keys=BEST_KEYS,
                            remedy="delete it and --resume rebuilds it from last.pt")
+    if last["fingerprint"] != expected or best["fingerprint"] != expected:
+        return None  # trained on since with a larger epoch budget (perhaps interrupted): not this result's weights
+    history = last["history"]
     if model is not None:
         model.load_state_dict(best["model"])
     return kind(**stored, history=history)

@@ -85,8 +85,8 @@ def test_a_larger_budget_continues_to_the_longer_run(task, tmp_path):
     torch.manual_seed(999)  # the resumed process's own random state must not matter
     grown = train(5, tmp_path / "grown", True)
     assert _timeless(grown) == _timeless(longer)
-    with pytest.raises(ValueError, match=r"last\.pt has already run 5 epochs, more than epochs=3; resume with "
-                                         r"--epochs 5 or more"):
+    with pytest.raises(ValueError, match=r"last\.pt has already run 5 epochs, more than epochs=3 \(--epochs\): "
+                                         r"resume with epochs >= 5"):
         train(3, tmp_path / "grown", True)
 
 
@@ -104,4 +104,44 @@ def test_cli_resume_with_more_epochs(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:  # refused before any training, naming the flag
         main([*args, "--epochs", "3", "--resume"])
     assert stop.value.code == 2
-    assert "--epochs 4 or more" in capsys.readouterr().err
+    assert "resume with epochs >= 4" in capsys.readouterr().err
+
+
+def test_a_run_stopped_by_patience_stays_stopped_when_grown(tmp_path):
+    data, split = two_community_graph(seed=1)
+
+    def run(epochs: int, folder: str, resume: bool = False):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(model="gcn", num_layers=2, hidden=8, dropout=0.3), data)
+        config = TrainConfig(epochs=epochs, lr=0.05, weight_decay=1e-3, patience=2)
+        return train_run(model, data, split, config, seed=3, run_dir=tmp_path / folder, resume=resume, progress=False)
+
+    whole = run(60, "whole")
+    assert whole.stopped_early and whole.epochs_run < 60
+    run(2, "grown")
+    grown = run(60, "grown", resume=True)
+    assert _timeless(grown.history) == _timeless(whole.history)
+    assert (grown.stopped_early, grown.best_epoch, grown.test_acc) == (True, whole.best_epoch, whole.test_acc)
+
+
+def test_a_stored_result_is_not_paired_with_weights_trained_on_since(tmp_path):
+    """A finished 2-epoch run whose best.pt was replaced by a later one (a grown run killed between
+    writing best.pt and last.pt): resuming with the old budget does not report the old result with
+    the newer weights; it resumes from last.pt and rewrites best.pt to match."""
+    import shutil
+
+    from diffusion_pde.training import load_checkpoint, loop
+
+    train = _node(None)
+    train(2, tmp_path / "run", False)
+    shutil.copytree(tmp_path / "run", tmp_path / "other")
+    train(5, tmp_path / "other", True)
+    shutil.copy(tmp_path / "other" / "best.pt", tmp_path / "run" / "best.pt")   # the newer best.pt, the old last.pt
+    data, split = two_community_graph(seed=1)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(model="difformer_s", num_layers=2, hidden=8, dropout=0.3), data)
+    config = TrainConfig(epochs=2, lr=0.02, weight_decay=1e-3)
+    assert loop.stored_result(tmp_path / "run", loop.fingerprint(model.config, config, split, 3, data)) is None
+    again = train(2, tmp_path / "run", True)
+    assert len(again) == 2
+    assert load_checkpoint(tmp_path / "run" / "best.pt")["fingerprint"]["train"]["epochs"] == 2
