@@ -56,8 +56,7 @@ def concentration(run: str | Path, sequences: list[torch.Tensor]) -> list[dict[s
     for module in model.modules():
         if isinstance(module, (DIFFormerSimple, torch.nn.MultiheadAttention)):
             module.register_forward_pre_hook(lambda mod, args: captured.append((mod, args[0].detach())))
-    order: list[torch.nn.Module] = []
-    peaks: dict[torch.nn.Module, list[torch.Tensor]] = {}
+    peaks: dict[torch.nn.Module, list[torch.Tensor]] = {}  # in the order of first call
     firsts: dict[torch.nn.Module, list[torch.Tensor]] = {}
     for tokens in sequences:
         captured.clear()
@@ -65,21 +64,19 @@ def concentration(run: str | Path, sequences: list[torch.Tensor]) -> list[dict[s
             model(tokens[None], torch.tensor([len(tokens)]))
         with torch.no_grad():
             for module, x in captured:
-                if module not in peaks:
-                    order.append(module)
                 weights = attention_weights(module, x)
                 length = weights.shape[-1]
                 peaks.setdefault(module, []).append((length * weights.amax(dim=-1)).amax(dim=1).flatten())
                 firsts.setdefault(module, []).append((length * weights[..., 0]).amax(dim=1).flatten())
     rows = []
-    for module in order:
+    for module in peaks:
         peak, first = torch.cat(peaks[module]), torch.cat(firsts[module])
         rows.append({"kind": type(module).__name__, "peak_median": float(peak.median()), "peak_max": float(peak.max()),
                      "first_median": float(first.median()), "calls": len(peaks[module]) / len(sequences)})
     return rows
 
 
-def test_sequences(run: str | Path, count: int, root: str | None = None) -> list[torch.Tensor]:
+def first_test_sequences(run: str | Path, count: int, root: str | None = None) -> list[torch.Tensor]:
     """The first ``count`` test sequences of the data ``run`` was trained on (its checkpoint's
     dataset and options), each cut to its length."""
     source = dict(load_checkpoint(find_checkpoint(run), "cpu", keys=("dataset",), weights_only=True,
@@ -95,7 +92,7 @@ def main() -> None:
     parser.add_argument("--root", default=None, help="data folder of a dataset read from files")
     args = parser.parse_args()
     for run in args.runs:
-        sequences = test_sequences(run, args.sequences, args.root)
+        sequences = first_test_sequences(run, args.sequences, args.root)
         lengths = [len(t) for t in sequences]
         print(f"{run}: the first {len(sequences)} test sequences, L = {min(lengths)}–{max(lengths)}")
         for i, row in enumerate(concentration(run, sequences)):

@@ -128,5 +128,5 @@ def csr_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     scale = float(torch.ones((), dtype=values.dtype) / (1.0 - p)) if p < 1.0 else 0.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-        return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), (values * keep.view(torch.uint8)).mul_(scale),
-                                       x.shape)
+        kept = _masked_product(values, keep, torch.empty_like(values)).mul_(scale)
+        return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), kept, x.shape)

@@ -127,5 +127,5 @@ def test_a_continuous_ldn_pools_the_calls_of_its_one_attention(tmp_path, data):
 
 def test_the_runs_own_data_is_used(tmp_path, data):
     run = _trained_run(tmp_path, "cnn", data)
-    sequences = tool.test_sequences(run, 3)
+    sequences = tool.first_test_sequences(run, 3)
     assert [t.tolist() for t in sequences] == [t.tolist() for t in _sequences(data)]
